@@ -1,0 +1,71 @@
+"""envpool: C++ vector envs (classic control, Atari with its standard preprocessing, MuJoCo).
+
+envpool auto-resets on the step *after* an episode ends and ignores that step's action. We reset
+finished envs explicitly (`reset(env_ids)`) on the step that ends them instead, which gives the
+same-step contract of `VectorEnv` without a wasted transition. With Atari's `episodic_life`, a
+lost life ends an RL episode (terminated) but envpool's reset then continues the same game; the
+real game score is tracked from `info["reward"]` (unclipped) until `info["terminated"]` (game over).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import envpool
+import gymnasium as gym
+import numpy as np
+
+from ppo_lab.envs.base import EpisodeTracker, Step
+
+
+class EnvpoolVectorEnv:
+    """An envpool gymnasium-API env in sync mode behind `VectorEnv`."""
+
+    def __init__(self, env_id: str, num_envs: int, *, num_threads: int, kwargs: dict[str, Any]):
+        self._env_id = env_id
+        self._num_threads = num_threads
+        self._kwargs = kwargs
+        self._envs: Any = None
+        self.num_envs = num_envs
+        probe = envpool.make_gymnasium(env_id, num_envs=1, **kwargs)
+        self.single_observation_space = probe.observation_space
+        self.single_action_space = probe.action_space
+        probe.close()
+        spec = gym.envs.registry.get(env_id)
+        self.reward_threshold = spec.reward_threshold if spec else None
+        self._episodes = EpisodeTracker(num_envs)
+
+    def reset(self, seed: int) -> np.ndarray:
+        # envpool seeds at construction: build the pool here, with the run's seed.
+        if self._envs is not None:
+            self._envs.close()
+        self._envs = envpool.make_gymnasium(
+            self._env_id, num_envs=self.num_envs, seed=seed, num_threads=self._num_threads,
+            **self._kwargs,
+        )
+        obs, _ = self._envs.reset()
+        return obs
+
+    def step(self, actions: np.ndarray) -> Step:
+        obs, reward, terminated, truncated, info = self._envs.step(actions)
+        rl_episode_over = terminated | truncated
+        final_obs = None
+        if rl_episode_over.any():
+            bootstrap = truncated & ~terminated
+            if bootstrap.any():
+                final_obs = obs[bootstrap].copy()
+            ended = np.flatnonzero(rl_episode_over)
+            reset_obs, _ = self._envs.reset(ended)
+            obs[ended] = reset_obs
+        # Atari: score the real game (unclipped reward, all lives), not the RL episode.
+        game_reward = info.get("reward", reward)
+        game_over = rl_episode_over
+        if "terminated" in info:
+            game_over = info["terminated"].astype(bool) | truncated
+        episodes = self._episodes.update(game_reward, game_over)
+        return Step(obs, reward.astype(np.float32, copy=False), terminated, truncated, final_obs,
+                    episodes)
+
+    def close(self) -> None:
+        if self._envs is not None:
+            self._envs.close()

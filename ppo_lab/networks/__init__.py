@@ -1,0 +1,7 @@
+"""Networks: every `network` entry is a factory `(observation_space, action_space, **cfg) -> ActorCritic`."""
+
+from ppo_lab.networks.actor_critic import ActorCritic
+from ppo_lab.networks.heads import CategoricalHead, GaussianHead, MultiDiscreteHead, head_for
+from ppo_lab.networks.mlp import mlp
+
+__all__ = ["ActorCritic", "CategoricalHead", "GaussianHead", "MultiDiscreteHead", "head_for", "mlp"]

@@ -1,0 +1,53 @@
+"""The actor-critic module every `network` entry builds: encoders + a policy head + a value head."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ppo_lab.networks.heads import ActionHead, orthogonal_
+
+
+class ActorCritic(nn.Module):
+    """pi(a|s) and V(s) from an actor encoder and a critic encoder (None: share the actor's).
+
+    Encoders map a batch of observations [B, *obs_shape] to features [B, F].
+    """
+
+    def __init__(
+        self,
+        actor_encoder: nn.Module,
+        critic_encoder: nn.Module | None,
+        head: ActionHead,
+        feature_dim: int,
+    ):
+        super().__init__()
+        self.actor_encoder = actor_encoder
+        self.critic_encoder = critic_encoder
+        self.head = head
+        self.value_head = orthogonal_(nn.Linear(feature_dim, 1), gain=1.0)
+
+    @property
+    def shared(self) -> bool:
+        return self.critic_encoder is None
+
+    def policy_params(self, obs: Tensor) -> Tensor:
+        """Distribution parameters (logits or Gaussian means) [B, ...]."""
+        return self.head(self.actor_encoder(obs))
+
+    def value(self, obs: Tensor) -> Tensor:
+        """V(s) [B]."""
+        encoder = self.actor_encoder if self.critic_encoder is None else self.critic_encoder
+        return self.value_head(encoder(obs)).squeeze(-1)
+
+    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        """Sample (or take the mode of) an action per observation."""
+        params = self.policy_params(obs)
+        return self.head.mode(params) if deterministic else self.head.sample(params)
+
+    def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(log pi(a|s), entropy of pi(.|s), V(s)), each [B]; a shared encoder runs once."""
+        features = self.actor_encoder(obs)
+        params = self.head(features)
+        critic_features = features if self.critic_encoder is None else self.critic_encoder(obs)
+        values = self.value_head(critic_features).squeeze(-1)
+        return self.head.log_prob(params, actions), self.head.entropy(params), values

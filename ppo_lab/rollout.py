@@ -1,0 +1,80 @@
+"""The rollout buffer: preallocated [T, N, ...] tensors on the training device, filled in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def observation_dtype(space: gym.Space) -> torch.dtype:
+    """uint8 images stay uint8 (4x less memory; the network divides by 255), the rest float32."""
+    return torch.uint8 if space.dtype == np.uint8 else torch.float32
+
+
+def action_shape_dtype(space: gym.Space) -> tuple[tuple[int, ...], torch.dtype]:
+    if isinstance(space, gym.spaces.Discrete):
+        return (), torch.int64
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return tuple(space.shape), torch.int64
+    return tuple(space.shape), torch.float32
+
+
+@dataclass
+class Rollout:
+    """T steps of N envs. Filled by the collector, read by the estimator and the update.
+
+    obs[t]         observation the policy acted on at t (normalized when that is on) [T, N, *obs]
+    actions[t]     action taken (raw sample, before clipping to the action bounds) [T, N, *act]
+    logprobs[t]    log pi_old(a_t|s_t) [T, N]
+    rewards[t]     reward used for learning (scaled when reward scaling is on) [T, N]
+    terminated[t]  1.0 where s_{t+1} is terminal [T, N]
+    done[t]        1.0 where the episode ended at t (terminated or truncated) [T, N]
+    values[t]      V(s_t) [T, N];  next_values[t] = V(s_{t+1}), the true next state [T, N]
+    """
+
+    obs: Tensor
+    actions: Tensor
+    logprobs: Tensor
+    rewards: Tensor
+    terminated: Tensor
+    done: Tensor
+    values: Tensor
+    next_values: Tensor
+    last_obs: Tensor  # s_T, the observation after the last step [N, *obs]
+    truncations: list[tuple[int, Tensor, Tensor]] = field(default_factory=list)
+    """(t, env indices [K], final observations [K, *obs]) of episodes truncated at step t."""
+
+    @classmethod
+    def allocate(cls, num_steps: int, num_envs: int, observation_space: gym.Space,
+                 action_space: gym.Space, device: torch.device) -> Rollout:
+        obs_shape = tuple(observation_space.shape or ())
+        act_shape, act_dtype = action_shape_dtype(action_space)
+        obs_dtype = observation_dtype(observation_space)
+        steps = (num_steps, num_envs)
+
+        def zeros(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        return cls(
+            obs=zeros((*steps, *obs_shape), obs_dtype),
+            actions=zeros((*steps, *act_shape), act_dtype),
+            logprobs=zeros(steps),
+            rewards=zeros(steps),
+            terminated=zeros(steps),
+            done=zeros(steps),
+            values=zeros(steps),
+            next_values=zeros(steps),
+            last_obs=zeros((num_envs, *obs_shape), obs_dtype),
+        )
+
+    @property
+    def num_steps(self) -> int:
+        return self.obs.shape[0]
+
+    def flat(self, tensor: Tensor) -> Tensor:
+        """[T, N, ...] -> [T * N, ...] (a view)."""
+        return tensor.reshape(-1, *tensor.shape[2:])

@@ -1,0 +1,94 @@
+"""Where metrics go: `metrics.jsonl` in the run dir always, and optionally a W&B run.
+
+The `logger` config group picks the tracker (`wandb` or `none`); the JSONL file is written either
+way, so W&B is never the only copy of a metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+
+class Tracker(Protocol):
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def finish(self, summary: dict[str, Any], exit_code: int) -> None: ...
+
+
+class MetricsFile:
+    """Appends one JSON object per log event to `metrics.jsonl`, flushed at once (crash-safe)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = path.open("a", buffering=1)  # line-buffered: each event reaches disk whole
+
+    def write(self, record: dict[str, Any]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                 for k, v in record.items()}
+        self._file.write(json.dumps(clean) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class NoTracker:
+    """`logger=none`: no W&B run."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], choices: dict[str, str],
+                 run_name: str):
+        pass
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any], exit_code: int) -> None:
+        pass
+
+
+class WandbTracker:
+    """A W&B run with the resolved config and every group's choice (what groups an ablation).
+
+    Offline runs land in `<run_dir>/wandb/offline-run-*` for a later `wandb sync`.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        choices: dict[str, str],
+        run_name: str,
+        *,
+        project: str = "ppo_lab",
+        entity: str | None = None,
+        mode: Literal["online", "offline", "disabled", "shared"] = "offline",
+        group: str | None = None,
+        tags: list[str] | None = None,
+        name: str | None = None,
+    ):
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self._wandb = wandb
+        self.run = wandb.init(
+            project=project,
+            entity=entity,
+            mode=mode,
+            group=group,
+            name=name or run_name,
+            tags=[*(tags or []), *(f"{g}={c}" for g, c in sorted(choices.items()))],
+            dir=str(run_dir),
+            config={**config, "choices": choices},
+        )
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log(metrics, step=step)
+
+    def finish(self, summary: dict[str, Any], exit_code: int) -> None:
+        for key, value in summary.items():
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                self.run.summary[key] = value
+        self.run.finish(exit_code=exit_code)

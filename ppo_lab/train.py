@@ -1,0 +1,437 @@
+"""The PPO loop: collect a rollout, estimate advantages, update on minibatches, log. Top to bottom.
+
+    for each update:
+        rollout     <- N envs x T steps with pi_old                       (collect_rollout)
+        A, R        <- advantage estimator over the rollout               (estimate_advantages)
+        for each epoch, for each minibatch:                               (update)
+            loss = policy_loss(r, A) + vf_coef * value_loss(V, R) - ent_coef * entropy
+            Adam step on the clipped gradient
+        log metrics, checkpoint
+
+Every well-known PPO implementation detail is a named line below with a short comment, and the
+config entry that switches it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from ppo_lab.checkpoint import save_checkpoint
+from ppo_lab.config import Settings, build
+from ppo_lab.envs import VectorEnv
+from ppo_lab.losses.policy import adapt_kl_beta
+from ppo_lab.networks import ActorCritic
+from ppo_lab.normalization import RewardScaler, RunningMeanStd, normalize_advantages
+from ppo_lab.progress import Progress
+from ppo_lab.rollout import Rollout
+from ppo_lab.tracking import MetricsFile, Tracker
+
+RECENT_EPISODES = 10  # "final return" = mean undiscounted return of the last 10 training episodes
+
+
+def resolve_device(name: str) -> torch.device:
+    """device=auto: the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Normalizers:
+    """Running statistics; all of them go into checkpoints and the saved policy."""
+
+    obs: RunningMeanStd | None
+    obs_clip: float
+    reward: RewardScaler | None
+    value_target: RunningMeanStd | None
+
+    def observation(self, raw: Tensor) -> Tensor:
+        """What the networks see: raw, or clip((o - mean) / std, +-obs_clip)."""
+        if self.obs is None:
+            return raw
+        return self.obs.normalize(raw.float(), clip=self.obs_clip)
+
+    def values(self, critic_output: Tensor) -> Tensor:
+        """The critic's output in return units (it predicts normalized targets when that is on)."""
+        return critic_output if self.value_target is None else self.value_target.denormalize(
+            critic_output)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name).state_dict() for name in ("obs", "reward", "value_target")
+                if getattr(self, name) is not None}
+
+
+class DiagnosticMeans:
+    """Sums 0-dim diagnostic tensors over minibatches on the device; one host sync at the end."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for key, value in values.items():
+            self._sums[key] = self._sums[key] + value if key in self._sums else value.detach()
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        keys = list(self._sums)
+        totals = torch.stack([self._sums[k].float() for k in keys]).tolist() if keys else []
+        return {k: v / max(self.count, 1) for k, v in zip(keys, totals, strict=True)}
+
+
+def env_actions(actions: Tensor, space: gym.Space) -> np.ndarray:
+    """Actions as the env takes them; Gaussian samples are clipped to the bounds only here."""
+    out = actions.cpu().numpy()  # zero-copy on CPU
+    if isinstance(space, gym.spaces.Box):
+        out = np.clip(out, space.low, space.high)
+    return out
+
+
+@torch.inference_mode()
+def collect_rollout(
+    envs: VectorEnv,
+    agent: ActorCritic,
+    buf: Rollout,
+    obs_np: np.ndarray,
+    norm: Normalizers,
+    raw_obs: Tensor | None,
+) -> tuple[np.ndarray, list[float], list[int]]:
+    """Fill `buf` with T steps of every env acting with the current policy.
+
+    Only the actor runs per step; log-probs and values are computed afterwards in one batched
+    pass (`evaluate_rollout`). Returns the next observation and the episodes that finished.
+    """
+    device = buf.obs.device
+    action_space = envs.single_action_space
+    returns: list[float] = []
+    lengths: list[int] = []
+    buf.truncations.clear()
+    for t in range(buf.num_steps):
+        obs_t = torch.from_numpy(obs_np)  # zero-copy view of the env's array
+        if raw_obs is None:
+            buf.obs[t].copy_(obs_t, non_blocking=True)
+        else:
+            raw_obs[t].copy_(obs_t, non_blocking=True)
+            buf.obs[t].copy_(norm.observation(raw_obs[t]))  # detail: observation normalization
+        buf.actions[t] = agent.act(buf.obs[t])
+        step = envs.step(env_actions(buf.actions[t], action_space))
+        reward = torch.from_numpy(step.reward).to(device, non_blocking=True)
+        buf.terminated[t].copy_(torch.from_numpy(step.terminated), non_blocking=True)
+        buf.done[t].copy_(torch.from_numpy(step.terminated | step.truncated), non_blocking=True)
+        if norm.reward is not None:
+            reward = norm.reward(reward, buf.done[t])  # detail: reward scaling by std of returns
+        buf.rewards[t].copy_(reward)
+        if step.final_obs is not None:  # detail: a time limit bootstraps from V(final obs)
+            truncated = np.flatnonzero(step.truncated & ~step.terminated)
+            final = torch.from_numpy(step.final_obs).to(device)
+            buf.truncations.append((t, torch.from_numpy(truncated).to(device),
+                                    norm.observation(final).to(buf.obs.dtype)))
+        if step.episodes is not None:
+            returns.extend(step.episodes.returns.tolist())
+            lengths.extend(step.episodes.lengths.tolist())
+        obs_np = step.obs
+    obs_t = torch.from_numpy(obs_np)
+    buf.last_obs.copy_(norm.observation(obs_t.to(device)) if norm.obs is not None else obs_t)
+    return obs_np, returns, lengths
+
+
+@torch.no_grad()
+def evaluate_rollout(agent: ActorCritic, buf: Rollout, norm: Normalizers) -> None:
+    """log pi_old(a_t|s_t), V(s_t) and V(s_{t+1}) for the whole rollout in a few batched calls."""
+    logp, _, values = agent.evaluate(buf.flat(buf.obs), buf.flat(buf.actions))
+    buf.logprobs.copy_(logp.view_as(buf.logprobs))
+    buf.values.copy_(norm.values(values).view_as(buf.values))
+    buf.next_values[:-1] = buf.values[1:]  # V(s_{t+1}) inside the rollout
+    buf.next_values[-1] = norm.values(agent.value(buf.last_obs))  # bootstrap at the rollout edge
+    for t, envs_idx, final_obs in buf.truncations:  # true final states of truncated episodes
+        buf.next_values[t, envs_idx] = norm.values(agent.value(final_obs))
+
+
+def estimate_advantages(settings: Settings, buf: Rollout, logp_target: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor]:
+    """(advantages, returns) [T, N] from the configured estimator (`advantage` group)."""
+    estimator = settings.advantage
+    kwargs = dict(estimator.kwargs)
+    if estimator.needs_log_probs:  # V-trace weighs by pi/mu
+        kwargs.update(logp_behaviour=buf.logprobs,
+                      logp_target=buf.logprobs if logp_target is None else logp_target)
+    return estimator.fn(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.done,
+                        gamma=settings.run.gamma, **kwargs)
+
+
+def explained_variance(predicted: Tensor, target: Tensor) -> float:
+    """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 no better than the mean."""
+    var_target = target.var()
+    return float("nan") if var_target == 0 else float(1 - (target - predicted).var() / var_target)
+
+
+def update(
+    settings: Settings,
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    buf: Rollout,
+    norm: Normalizers,
+    kl_beta: float | None,
+) -> dict[str, float]:
+    """`update_epochs` passes of minibatch gradient steps on one rollout; returns diagnostics."""
+    run, loss_cfg = settings.run, settings.loss
+    advantages, returns = estimate_advantages(settings, buf)
+    b_obs, b_actions = buf.flat(buf.obs), buf.flat(buf.actions)
+    b_logp, b_values = buf.flat(buf.logprobs), buf.flat(buf.values)
+    b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
+    explained = explained_variance(b_values, b_returns)
+    policy_kwargs = dict(loss_cfg.policy_kwargs)
+    if kl_beta is not None:
+        policy_kwargs["kl_beta"] = kl_beta
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    max_norm = run.max_grad_norm if run.max_grad_norm is not None else float("inf")
+    adv_scope = settings.normalization.advantage
+    if norm.value_target is not None:
+        norm.value_target.update(b_returns)  # detail: value-target normalization statistics
+    diagnostics = DiagnosticMeans()
+    epochs_done, early_stopped = 0, False
+    for epoch in range(run.update_epochs):
+        if epoch > 0 and settings.advantage.recompute:  # detail: fresh advantages every epoch
+            b_adv, b_returns = recompute_advantages(settings, agent, buf, norm)
+        if adv_scope == "batch":
+            b_adv = normalize_advantages(b_adv)  # detail: advantage normalization (batch)
+        if norm.value_target is not None:  # the critic regresses normalized targets
+            targets = norm.value_target.normalize(b_returns)
+            old_values = norm.value_target.normalize(b_values)
+        else:
+            targets, old_values = b_returns, b_values
+        epoch_kl = DiagnosticMeans()
+        for idx in torch.randperm(run.batch_size, device=b_adv.device).split(run.minibatch_size):
+            logp, entropy, values = agent.evaluate(b_obs[idx], b_actions[idx])
+            adv = b_adv[idx]
+            if adv_scope == "minibatch":
+                adv = normalize_advantages(adv)  # detail: per-minibatch advantage normalization
+            policy_loss, policy_info = loss_cfg.policy_fn(logp, b_logp[idx], adv, **policy_kwargs)
+            value_loss, value_info = loss_cfg.value_fn(values, old_values[idx], targets[idx],
+                                                       **loss_cfg.value_kwargs)
+            entropy = entropy.mean()
+            loss = policy_loss + loss_cfg.vf_coef * value_loss - loss_cfg.ent_coef * entropy
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            # detail: global gradient-norm clipping; a NaN/inf gradient stops the run here
+            # instead of silently corrupting the parameters.
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, error_if_nonfinite=True)
+            optimizer.step()
+            diagnostics.add({"policy_loss": policy_loss, "value_loss": value_loss,
+                             "entropy": entropy, "grad_norm": grad_norm,
+                             **policy_info, **value_info})
+            epoch_kl.add({"approx_kl": policy_info["approx_kl"]})
+        epochs_done += 1
+        if loss_cfg.target_kl is not None and epoch_kl.means()["approx_kl"] > loss_cfg.target_kl:
+            early_stopped = True  # detail: stop the epoch loop once the policy moved too far
+            break
+    out = {f"losses/{k}": v for k, v in diagnostics.means().items()}
+    out["losses/explained_variance"] = explained
+    out["losses/epochs"] = epochs_done
+    out["losses/early_stopped"] = float(early_stopped)
+    return out
+
+
+@torch.no_grad()
+def recompute_advantages(settings: Settings, agent: ActorCritic, buf: Rollout, norm: Normalizers
+                         ) -> tuple[Tensor, Tensor]:
+    """Advantages from the current critic (and current policy for V-trace's pi/mu)."""
+    old_values, old_next = buf.values.clone(), buf.next_values.clone()
+    logp, _, values = agent.evaluate(buf.flat(buf.obs), buf.flat(buf.actions))
+    buf.values.copy_(norm.values(values).view_as(buf.values))
+    buf.next_values[:-1] = buf.values[1:]
+    buf.next_values[-1] = norm.values(agent.value(buf.last_obs))
+    for t, envs_idx, final_obs in buf.truncations:
+        buf.next_values[t, envs_idx] = norm.values(agent.value(final_obs))
+    advantages, returns = estimate_advantages(settings, buf, logp.view_as(buf.logprobs))
+    buf.values.copy_(old_values)  # V_old stays the rollout's for the clipped value loss
+    buf.next_values.copy_(old_next)
+    return advantages.reshape(-1), returns.reshape(-1)
+
+
+@torch.no_grad()
+def evaluate_policy(make_envs: Callable[[int], VectorEnv], agent: ActorCritic, norm: Normalizers,
+                    episodes: int, seed: int, device: torch.device,
+                    max_steps: int = 100_000) -> list[float]:
+    """Undiscounted returns of `episodes` deterministic episodes, one per env of a fresh pool."""
+    envs = make_envs(episodes)
+    try:
+        obs = envs.reset(seed=seed)
+        finished: dict[int, float] = {}
+        space = envs.single_action_space
+        for _ in range(max_steps):
+            x = norm.observation(torch.from_numpy(obs).to(device))
+            step = envs.step(env_actions(agent.act(x, deterministic=True), space))
+            if step.episodes is not None:
+                ended = np.flatnonzero(_game_over(step))
+                for env_index, ret in zip(ended, step.episodes.returns, strict=True):
+                    finished.setdefault(int(env_index), float(ret))
+            if len(finished) == episodes:
+                break
+            obs = step.obs
+        return [finished[i] for i in sorted(finished)]
+    finally:
+        envs.close()
+
+
+def _game_over(step: Any) -> np.ndarray:
+    """Which envs reported a finished episode this step, in env order."""
+    episode_count = len(step.episodes.returns)
+    over = step.terminated | step.truncated
+    ended = np.flatnonzero(over)
+    if len(ended) == episode_count:
+        return over
+    # Atari with episodic life: fewer games than RL episodes ended; report the first ones.
+    mask = np.zeros_like(over)
+    mask[ended[:episode_count]] = True
+    return mask
+
+
+def checkpoint_state(settings: Settings, agent: ActorCritic, optimizer: torch.optim.Optimizer,
+                     norm: Normalizers, global_step: int, update_index: int,
+                     kl_beta: float | None, observation_space: gym.Space,
+                     action_space: gym.Space) -> dict[str, Any]:
+    """Everything needed to resume training or to run the policy as it was trained."""
+    return {
+        "model": agent.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "normalizers": norm.state_dict(),
+        "global_step": global_step,
+        "update": update_index,
+        "kl_beta": kl_beta,
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+        "config": OmegaConf.to_container(settings.cfg, resolve=True),
+        "observation_space": observation_space,
+        "action_space": action_space,
+    }
+
+
+def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: str,
+          ) -> dict[str, Any]:
+    """Train PPO as configured; write metrics.jsonl and checkpoint.pt to `run_dir`.
+
+    Returns the run's final figures (merged into summary.json by the caller).
+    """
+    run, cfg = settings.run, settings.cfg
+    if run.torch_threads > 0:
+        torch.set_num_threads(run.torch_threads)  # 1: fastest for small nets, sweeps share cores
+    device = resolve_device(run.device)
+    seed_everything(run.seed)
+
+    envs: VectorEnv = build(cfg.env, num_envs=run.num_envs)
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    agent: ActorCritic = build(cfg.network, observation_space=obs_space,
+                               action_space=action_space).to(device)
+    optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    norm_cfg = settings.normalization
+    obs_shape = tuple(obs_space.shape or ())
+    norm = Normalizers(
+        obs=RunningMeanStd(obs_shape, device=device) if norm_cfg.observation else None,
+        obs_clip=norm_cfg.obs_clip,
+        reward=RewardScaler(run.num_envs, run.gamma, norm_cfg.reward_clip, device=device)
+        if norm_cfg.reward else None,
+        value_target=RunningMeanStd((), device=device) if norm_cfg.value_target else None,
+    )
+    buf = Rollout.allocate(run.num_steps, run.num_envs, obs_space, action_space, device)
+    raw_obs = (torch.zeros(buf.obs.shape, dtype=torch.float32, device=device)
+               if norm.obs is not None else None)
+    kl_beta = settings.loss.initial_kl_beta  # KL-penalty coefficient: trainer state, checkpointed
+
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    tracker: Tracker = build(cfg.logger, run_dir=run_dir, config=config_dict, choices=choices,
+                             run_name=run_name)
+    metrics = MetricsFile(run_dir / "metrics.jsonl")
+    progress = Progress(run.total_timesteps)
+    recent_returns: list[float] = []
+    global_step, exit_code = 0, 1
+    figures: dict[str, Any] = {"reward_threshold": envs.reward_threshold}
+    last_metrics: dict[str, float] = {}
+    try:
+        obs_np = envs.reset(seed=run.seed)
+        start = time.perf_counter()
+        for update_index in range(1, run.num_updates + 1):
+            if run.anneal_lr:  # detail: learning rate decays linearly to 0
+                frac = 1.0 - (update_index - 1) / run.num_updates
+                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = frac * base
+
+            obs_np, ep_returns, ep_lengths = collect_rollout(envs, agent, buf, obs_np, norm,
+                                                             raw_obs)
+            global_step += run.batch_size
+            if norm.obs is not None and raw_obs is not None:
+                norm.obs.update(raw_obs.reshape(-1, *obs_shape))  # stats for the next rollout
+            evaluate_rollout(agent, buf, norm)
+            diagnostics = update(settings, agent, optimizer, buf, norm, kl_beta)
+            if kl_beta is not None and settings.loss.kl_target is not None:
+                kl_beta = adapt_kl_beta(kl_beta, diagnostics["losses/approx_kl"],
+                                        kl_target=settings.loss.kl_target)
+
+            elapsed = time.perf_counter() - start
+            record: dict[str, float] = {
+                "charts/SPS": global_step / elapsed,
+                "charts/learning_rate": optimizer.param_groups[0]["lr"],
+                **diagnostics,
+            }
+            if kl_beta is not None:
+                record["losses/kl_beta"] = kl_beta
+            if ep_returns:
+                record["charts/episodic_return"] = float(np.mean(ep_returns))
+                record["charts/episodic_length"] = float(np.mean(ep_lengths))
+                record["charts/episodes"] = len(ep_returns)
+                recent_returns = (recent_returns + ep_returns)[-RECENT_EPISODES:]
+            metrics.write({"global_step": global_step, "time": round(elapsed, 3), **record})
+            tracker.log(record, step=global_step)
+            last_metrics = record
+            progress.update(global_step, recent_returns)
+
+            if run.checkpoint_interval and update_index % run.checkpoint_interval == 0:
+                save_checkpoint(run_dir / "checkpoint.pt", checkpoint_state(
+                    settings, agent, optimizer, norm, global_step, update_index, kl_beta,
+                    obs_space, action_space))
+
+        save_checkpoint(run_dir / "checkpoint.pt", checkpoint_state(
+            settings, agent, optimizer, norm, global_step, run.num_updates, kl_beta,
+            obs_space, action_space))
+        figures["train_time_s"] = round(time.perf_counter() - start, 3)
+        if run.eval_episodes:
+            eval_returns = evaluate_policy(
+                lambda n: build(cfg.env, num_envs=n), agent, norm, run.eval_episodes,
+                seed=run.seed + 1_000_000, device=device)
+            figures["eval_return"] = float(np.mean(eval_returns)) if eval_returns else None
+            figures["eval_returns"] = eval_returns
+            if eval_returns:
+                tracker.log({"eval/episodic_return": figures["eval_return"]}, step=global_step)
+                metrics.write({"global_step": global_step,
+                               "eval/episodic_return": figures["eval_return"]})
+        exit_code = 0
+    finally:
+        progress.close()
+        metrics.close()
+        envs.close()
+        final_return = float(np.mean(recent_returns)) if recent_returns else None
+        figures.update(
+            global_step=global_step,
+            final_return=final_return,
+            final_metrics=last_metrics,
+            solved=(None if final_return is None or figures["reward_threshold"] is None
+                    else final_return >= figures["reward_threshold"]),
+        )
+        tracker.finish({k: v for k, v in figures.items() if k != "final_metrics"}, exit_code)
+    return figures
+
