@@ -1,0 +1,259 @@
+"""Normalization: running statistics of observations, rewards and returns; advantage scaling.
+
+    RunningMeanStd         mean and variance of a stream of batches, merged exactly (Chan et al.)
+    RewardScaler           reward scaling: r / std(discounted return), per env, step by step
+    normalize_advantages   (A - mean) / (std + eps), pure
+    NormalizationSettings  the schema of the `normalization` config group (conf/normalization/)
+
+Running statistics are state: every one the trainer keeps goes into checkpoints and ships with the
+saved policy (an observation-normalized policy is meaningless without its statistics).
+`state_dict()` holds plain tensors and Python numbers, and `load_state_dict(state_dict())`
+restores the object bit for bit.
+
+References: Chan, Golub & LeVeque 1979, Updating Formulae and a Pairwise Algorithm for Computing
+Sample Variances; Engstrom et al. 2020, Implementation Matters in Deep Policy Gradients (reward
+scaling, observation normalization); Andrychowicz et al. 2021, What Matters in On-Policy
+Reinforcement Learning? (observation normalization, advantage normalization, value targets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import torch
+from torch import Tensor
+
+from ppo_lab.schema import POSITIVE, UNIT_INTERVAL
+
+__all__ = ["NormalizationSettings", "RewardScaler", "RunningMeanStd", "normalize_advantages"]
+
+_STATS_DTYPE = torch.float64  # accumulators: float32 loses the variance after ~1e7 samples
+
+
+class RunningMeanStd:
+    """Running mean and (population) variance per feature, over everything seen by `update`.
+
+    Batches are merged with the pairwise formulas of Chan et al. (1979), exact in real arithmetic
+    and numerically stable: the result equals the mean and variance of the concatenated stream,
+    whatever the batch sizes. Accumulators are float64 on `device`; the count is an exact int.
+    The count starts at 0: before the first update, mean = 0 and var = 1 (normalize is then the
+    identity up to eps); no prior pseudo-count is mixed in.
+
+    Args:
+        shape: the shape of one sample, () for scalars, (obs_dim,) for vector observations.
+        epsilon: added to the variance before the square root in normalize / denormalize.
+        device: where the statistics live (the device of the tensors they are applied to).
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int] = (),
+        *,
+        epsilon: float = 1e-8,
+        device: torch.device | str | None = None,
+    ):
+        self.shape = tuple(int(s) for s in shape)
+        self.epsilon = float(epsilon)
+        self.mean = torch.zeros(self.shape, dtype=_STATS_DTYPE, device=device)  # [*shape]
+        self.m2 = torch.zeros(self.shape, dtype=_STATS_DTYPE, device=device)  # M2 = Σ (x - mean)²
+        self.count = 0
+
+    @property
+    def var(self) -> Tensor:
+        """Population variance [*shape] (float64): M2 / n; ones before the first update."""
+        return self.m2 / self.count if self.count > 0 else torch.ones_like(self.m2)
+
+    @property
+    def std(self) -> Tensor:
+        """sqrt(var + epsilon) [*shape] (float64), the scale used by normalize."""
+        return torch.sqrt(self.var + self.epsilon)
+
+    def update(self, x: Tensor) -> None:
+        """Merge a batch x [*batch, *shape] (any leading batch dims, possibly none) into the stats.
+
+        The batch is reduced over all its leading dims; x is not modified and may be on any
+        device or dtype. An empty batch changes nothing.
+        """
+        if tuple(x.shape[x.ndim - len(self.shape) :]) != self.shape or x.ndim < len(self.shape):
+            raise ValueError(
+                f"RunningMeanStd.update: expected [*batch, *{self.shape}], got {tuple(x.shape)}"
+            )
+        batch = x.detach().to(device=self.mean.device, dtype=_STATS_DTYPE).reshape(-1, *self.shape)
+        n_b, n_a = batch.shape[0], self.count
+        if n_b == 0:
+            return
+        n = n_a + n_b
+        mean_b = batch.mean(dim=0)  # m_b
+        m2_b = (batch - mean_b).square().sum(dim=0)  # M2_b = Σ (x - m_b)²
+        delta = mean_b - self.mean  # δ = m_b - m_a
+        self.mean.add_(delta, alpha=n_b / n)  # m = m_a + δ n_b / n
+        self.m2.add_(m2_b).add_(delta.square(), alpha=n_a * n_b / n)  # M2 = M2_a+M2_b+δ² n_a n_b/n
+        self.count = n
+
+    def normalize(self, x: Tensor, clip: float | None = None) -> Tensor:
+        """(x - mean) / sqrt(var + eps), clipped to [-clip, clip]: a new tensor of x's dtype/device.
+
+        x: [..., *shape]; clip: None for no clipping.
+        """
+        mean = self.mean.to(device=x.device, dtype=x.dtype)
+        std = self.std.to(device=x.device, dtype=x.dtype)
+        y = (x - mean) / std  # (x - μ) / sqrt(σ² + ε)
+        return y if clip is None else y.clamp(-clip, clip)
+
+    def denormalize(self, y: Tensor) -> Tensor:
+        """y sqrt(var + eps) + mean, the inverse of normalize without clip (e.g. for a critic
+        trained on normalized value targets): a new tensor of y's dtype/device, y: [..., *shape].
+        """
+        mean = self.mean.to(device=y.device, dtype=y.dtype)
+        std = self.std.to(device=y.device, dtype=y.dtype)
+        return y * std + mean  # x = y sqrt(σ² + ε) + μ
+
+    def to(self, device: torch.device | str) -> RunningMeanStd:
+        """Move the statistics to `device` (in place); returns self."""
+        self.mean, self.m2 = self.mean.to(device), self.m2.to(device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"mean": float64 [*shape], "m2": float64 [*shape], "count": int, "epsilon": float};
+        tensors are copies. var = m2 / count (ones while count = 0)."""
+        return {
+            "mean": self.mean.clone(),
+            "m2": self.m2.clone(),
+            "count": self.count,
+            "epsilon": self.epsilon,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore exactly what state_dict returned (onto this object's device)."""
+        mean, m2 = torch.as_tensor(state["mean"]), torch.as_tensor(state["m2"])
+        if tuple(mean.shape) != self.shape or tuple(m2.shape) != self.shape:
+            raise ValueError(
+                f"RunningMeanStd.load_state_dict: statistics of shape {tuple(mean.shape)}, "
+                f"expected {self.shape}"
+            )
+        self.mean.copy_(mean)
+        self.m2.copy_(m2)
+        self.count = int(state["count"])
+        self.epsilon = float(state.get("epsilon", self.epsilon))
+
+
+class RewardScaler:
+    """Reward scaling (Engstrom et al. 2020; gym's NormalizeReward / SB3's VecNormalize).
+
+    Each env keeps its discounted return G; rewards are divided by the running standard deviation
+    of G, not centered (shifting rewards would change the optimal policy under termination):
+
+        G ← gamma G + r;   update Var[G];   r' = clip(r / sqrt(Var[G] + eps), ±clip);
+        G ← 0 where the episode ended (done = terminated or truncated).
+
+    Call once per env step with [N] tensors on `device`. G lives in a preallocated float64 buffer
+    updated in place; the only new tensors are the statistics' temporaries and the output.
+
+    Args:
+        num_envs: N, the number of parallel environments.
+        gamma: the discount of G, normally the run's gamma, in [0, 1].
+        clip: bound of the scaled reward's magnitude, > 0; None disables clipping.
+        epsilon: added to Var[G] before the square root.
+        device: where G and its statistics live.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        gamma: Annotated[float, UNIT_INTERVAL],
+        clip: Annotated[float, POSITIVE] | None = 10.0,
+        *,
+        epsilon: float = 1e-8,
+        device: torch.device | str | None = None,
+    ):
+        self.gamma = float(gamma)
+        self.clip = None if clip is None else float(clip)
+        self.returns = torch.zeros(num_envs, dtype=_STATS_DTYPE, device=device)  # G, [N]
+        self.rms = RunningMeanStd((), epsilon=epsilon, device=device)  # of G
+
+    def __call__(self, rewards: Tensor, done: Tensor) -> Tensor:
+        """Scale one step's rewards [N] (float) given done [N] (bool or 0/1): a new tensor [N].
+
+        Updates G and its statistics; the inputs are not modified.
+        """
+        if rewards.shape != self.returns.shape or done.shape != self.returns.shape:
+            raise ValueError(
+                f"RewardScaler: rewards {tuple(rewards.shape)} and done {tuple(done.shape)} must "
+                f"be [num_envs] = {tuple(self.returns.shape)}"
+            )
+        self.returns.mul_(self.gamma).add_(rewards)  # G ← γ G + r
+        self.rms.update(self.returns)  # Var[G] over all envs and steps so far
+        scaled = rewards / self.rms.std.to(rewards.dtype)  # r' = r / sqrt(Var[G] + ε)
+        if self.clip is not None:
+            scaled = scaled.clamp_(-self.clip, self.clip)  # r' ∈ [-clip, clip]
+        self.returns.masked_fill_(done.to(dtype=torch.bool), 0.0)  # G ← 0 at episode end
+        return scaled
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"returns": float64 [N] (the running G), "rms": its RunningMeanStd, "gamma", "clip"}."""
+        return {
+            "returns": self.returns.clone(),
+            "rms": self.rms.state_dict(),
+            "gamma": self.gamma,
+            "clip": self.clip,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore exactly what state_dict returned (onto this object's device)."""
+        returns = torch.as_tensor(state["returns"])
+        if returns.shape != self.returns.shape:
+            raise ValueError(
+                f"RewardScaler.load_state_dict: returns of shape {tuple(returns.shape)}, "
+                f"expected {tuple(self.returns.shape)} (num_envs differs)"
+            )
+        self.returns.copy_(returns)
+        self.rms.load_state_dict(state["rms"])
+        self.gamma = float(state.get("gamma", self.gamma))
+        self.clip = state.get("clip", self.clip)
+
+
+def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
+    """(A - mean(A)) / (std(A) + eps) over all elements of `advantages` (any shape): a new tensor.
+
+    std is the sample standard deviation (Bessel-corrected, like torch's default and CleanRL);
+    a single element gives 0 rather than NaN. The caller chooses the scope (minibatch or batch)
+    by what it passes in.
+    """
+    mean = advantages.mean()
+    std = advantages.std(correction=1 if advantages.numel() > 1 else 0)
+    return (advantages - mean) / (std + eps)  # Â = (A - μ_A) / (σ_A + ε)
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalizationSettings:
+    """What is normalized during training: the schema of the `normalization` config group.
+
+    Each field is one of the well-known PPO implementation details, switched on or off by a
+    `conf/normalization/*.yaml` entry. The trainer builds the running statistics from these and
+    saves them in checkpoints and with the policy.
+    """
+
+    advantage: Literal["minibatch", "batch", "none"] = "minibatch"
+    """Scope of advantage normalization (normalize_advantages): "minibatch" normalizes each
+    minibatch before the policy loss (the PPO default), "batch" the whole rollout once after the
+    estimator, "none" uses the raw advantages."""
+
+    observation: bool = False
+    """Normalize observations with a RunningMeanStd per feature, updated from every rollout
+    step, before the networks see them (actor and critic alike)."""
+
+    obs_clip: Annotated[float, POSITIVE] = 10.0
+    """Normalized observations are clipped to [-obs_clip, obs_clip] (used when observation)."""
+
+    reward: bool = False
+    """Reward scaling (RewardScaler): divide rewards by the running std of the discounted return,
+    with the run's gamma; the raw rewards are still what episodic returns are reported in."""
+
+    reward_clip: Annotated[float, POSITIVE] = 10.0
+    """Scaled rewards are clipped to [-reward_clip, reward_clip] (used when reward)."""
+
+    value_target: bool = False
+    """Normalize value targets with a RunningMeanStd of the returns: the critic predicts
+    normalized values, denormalized before they enter the advantage estimator."""

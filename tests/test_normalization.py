@@ -1,0 +1,240 @@
+"""Running statistics, reward scaling and advantage normalization against numpy and hand math."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from ppo_lab.normalization import (
+    NormalizationSettings,
+    RewardScaler,
+    RunningMeanStd,
+    normalize_advantages,
+)
+from ppo_lab.schema import check_kwargs
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "normalization"
+FIELDS = {f.name for f in dataclasses.fields(NormalizationSettings)}
+
+
+def random_chunks(total: int, rng: np.random.Generator) -> list[int]:
+    """Sizes summing to total, including empty and single-sample chunks."""
+    sizes = [0, 1]
+    while sum(sizes) < total:
+        sizes.append(int(min(rng.integers(1, 60), total - sum(sizes))))
+    rng.shuffle(sizes)
+    return sizes
+
+
+# ---------------------------------------------------------------- RunningMeanStd
+
+
+@pytest.mark.parametrize("shape", [(), (3,), (2, 4)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_running_mean_std_merge_equals_numpy(shape, dtype):
+    rng = np.random.default_rng(len(shape))
+    data = rng.normal(loc=50.0, scale=3.0, size=(700, *shape))  # offset mean: stresses stability
+    x = torch.as_tensor(data, dtype=dtype)
+    rms = RunningMeanStd(shape)
+    start = 0
+    for size in random_chunks(len(data), rng):
+        rms.update(x[start : start + size])
+        start += size
+    assert rms.count == len(data)
+    expected = x.double().numpy()
+    np.testing.assert_allclose(rms.mean.numpy(), expected.mean(axis=0), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(rms.var.numpy(), expected.var(axis=0), rtol=1e-9, atol=0)
+    assert rms.mean.dtype == torch.float64 and rms.mean.shape == shape
+
+
+def test_running_mean_std_reduces_all_leading_batch_dims():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(5, 7, 3))  # [T, N, obs_dim]
+    a, b = RunningMeanStd((3,)), RunningMeanStd((3,))
+    a.update(torch.as_tensor(data))
+    b.update(torch.as_tensor(data.reshape(35, 3)))
+    assert a.count == b.count == 35
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.m2, b.m2)
+    np.testing.assert_allclose(a.var.numpy(), data.reshape(35, 3).var(axis=0), rtol=1e-12)
+    single = RunningMeanStd((3,))
+    single.update(torch.tensor([1.0, 2.0, 3.0]))  # one sample without a batch dim
+    assert single.count == 1 and single.mean.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_running_mean_std_rejects_wrong_feature_shape():
+    with pytest.raises(ValueError, match="expected"):
+        RunningMeanStd((3,)).update(torch.zeros(4, 2))
+
+
+def test_running_mean_std_before_update_is_identity():
+    rms = RunningMeanStd((2,), epsilon=0.0)
+    x = torch.tensor([[1.5, -2.0]])
+    assert rms.count == 0
+    torch.testing.assert_close(rms.normalize(x), x)
+
+
+def test_normalize_denormalize_and_clip():
+    rng = np.random.default_rng(1)
+    data = rng.normal(loc=3.0, scale=2.0, size=(200, 2))
+    rms = RunningMeanStd((2,))
+    rms.update(torch.as_tensor(data))
+    x = torch.as_tensor(data[:10], dtype=torch.float32)
+    y = rms.normalize(x)
+    expected = (data[:10] - data.mean(axis=0)) / np.sqrt(data.var(axis=0) + 1e-8)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(rms.denormalize(y), x)
+    far = torch.tensor([[1e6, -1e6]], dtype=torch.float32)
+    assert rms.normalize(far, clip=5.0).tolist() == [[5.0, -5.0]]
+    assert x.tolist() == torch.as_tensor(data[:10], dtype=torch.float32).tolist()  # unchanged
+
+
+def test_running_mean_std_state_dict_round_trip_is_exact():
+    rng = np.random.default_rng(2)
+    rms = RunningMeanStd((4,), epsilon=1e-6)
+    for size in (3, 17, 1):
+        rms.update(torch.as_tensor(rng.normal(size=(size, 4))))
+    state = rms.state_dict()
+    buffer = io.BytesIO()  # through a checkpoint file, as the trainer saves it
+    torch.save(state, buffer)
+    buffer.seek(0)
+    restored = RunningMeanStd((4,))
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert restored.count == rms.count and restored.epsilon == rms.epsilon
+    assert torch.equal(restored.mean, rms.mean) and torch.equal(restored.var, rms.var)
+    batch = torch.as_tensor(rng.normal(size=(9, 4)))
+    rms.update(batch)
+    restored.update(batch)
+    assert torch.equal(restored.mean, rms.mean) and torch.equal(restored.m2, rms.m2)
+    assert not torch.equal(state["mean"], rms.mean)  # state_dict is a copy, not a live view
+    with pytest.raises(ValueError, match="shape"):
+        RunningMeanStd((3,)).load_state_dict(state)
+
+
+# ---------------------------------------------------------------- RewardScaler
+
+
+def test_reward_scaler_hand_computed_with_reset():
+    scaler = RewardScaler(num_envs=2, gamma=0.5, clip=100.0, epsilon=0.0)
+    # step 1: G = [1, 2]; Var{1, 2} = 1/4; r' = r / (1/2)
+    out = scaler(torch.tensor([1.0, 2.0]), torch.tensor([False, False]))
+    torch.testing.assert_close(out, torch.tensor([2.0, 4.0]))
+    # step 2: G = [.5 + 1, 1 + 0] = [1.5, 1]; Var{1, 2, 1.5, 1} = 11/64; env 0 ends -> G_0 = 0
+    rewards, done = torch.tensor([1.0, 0.0]), torch.tensor([True, False])
+    out = scaler(rewards, done)
+    torch.testing.assert_close(out, torch.tensor([8 / math.sqrt(11), 0.0]))
+    assert scaler.returns.tolist() == [0.0, 1.0]
+    assert rewards.tolist() == [1.0, 0.0] and done.tolist() == [True, False]  # inputs unchanged
+    # step 3: G = [0 + 2, .5 + 2] = [2, 2.5]; Var{1, 2, 1.5, 1, 2, 2.5} = 11/36; r' = 2 * 6/sqrt(11)
+    out = scaler(torch.tensor([2.0, 2.0]), torch.tensor([0.0, 0.0]))  # float done works too
+    torch.testing.assert_close(out, torch.tensor([12 / math.sqrt(11)] * 2))
+    assert scaler.rms.count == 6
+
+
+def test_reward_scaler_clips():
+    scaler = RewardScaler(num_envs=1, gamma=0.99, clip=5.0)
+    # one sample: Var[G] = 0, so r / sqrt(eps) is huge and gets clipped; then G = [3, 2.97 - 1e9]
+    # has std ~ 1e9 / 2, so -1e9 scales to ~ -2, inside the clip
+    assert scaler(torch.tensor([3.0]), torch.tensor([False])).tolist() == [5.0]
+    assert scaler(torch.tensor([-1e9]), torch.tensor([False])).item() == pytest.approx(-2.0)
+    negative = RewardScaler(num_envs=1, gamma=0.99, clip=5.0)
+    assert negative(torch.tensor([-3.0]), torch.tensor([False])).tolist() == [-5.0]
+    unclipped = RewardScaler(num_envs=1, gamma=0.99, clip=None)
+    assert unclipped(torch.tensor([3.0]), torch.tensor([False])).item() > 1e4
+
+
+def test_reward_scaler_keeps_its_buffer_and_dtype():
+    scaler = RewardScaler(num_envs=3, gamma=0.9)
+    buffer = scaler.returns
+    out = scaler(torch.ones(3, dtype=torch.float32), torch.zeros(3, dtype=torch.bool))
+    assert scaler.returns is buffer and out.dtype == torch.float32
+    with pytest.raises(ValueError, match="num_envs"):
+        scaler(torch.ones(4), torch.zeros(4, dtype=torch.bool))
+
+
+def test_reward_scaler_state_dict_round_trip_is_exact():
+    g = torch.Generator().manual_seed(0)
+    steps = [(torch.randn(4, generator=g), torch.rand(4, generator=g) < 0.2) for _ in range(20)]
+    scaler = RewardScaler(num_envs=4, gamma=0.99, clip=3.0)
+    for r, d in steps[:10]:
+        scaler(r, d)
+    buffer = io.BytesIO()
+    torch.save(scaler.state_dict(), buffer)
+    buffer.seek(0)
+    restored = RewardScaler(num_envs=4, gamma=0.5, clip=10.0)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert restored.gamma == 0.99 and restored.clip == 3.0
+    for r, d in steps[10:]:
+        assert torch.equal(scaler(r, d), restored(r, d))
+    assert torch.equal(scaler.returns, restored.returns)
+
+
+# ---------------------------------------------------------------- normalize_advantages
+
+
+def test_normalize_advantages():
+    adv = torch.randn(64, 8, generator=torch.Generator().manual_seed(3)) * 7 + 4
+    before = adv.clone()
+    out = normalize_advantages(adv)
+    assert torch.equal(adv, before)
+    assert abs(out.mean().item()) < 1e-6
+    assert out.std().item() == pytest.approx(1.0, abs=1e-6)
+    expected = (adv.numpy() - adv.numpy().mean()) / (adv.numpy().std(ddof=1) + 1e-8)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert normalize_advantages(torch.tensor([2.5])).tolist() == [0.0]
+
+
+# ---------------------------------------------------------------- config group
+
+
+@pytest.mark.parametrize("name", ["none", "adv", "obs_reward"])
+def test_yaml_entry_is_valid_and_complete(name):
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
+    assert check_kwargs(NormalizationSettings, cfg, "normalization") == []
+    assert set(cfg) == FIELDS  # every key spelled out
+    NormalizationSettings(**cfg)
+
+
+def test_yaml_entries_mean_what_they_say():
+    load = {p.stem: NormalizationSettings(**OmegaConf.load(p)) for p in CONF.glob("*.yaml")}
+    assert load["adv"] == NormalizationSettings()
+    assert load["none"] == NormalizationSettings(advantage="none")
+    assert load["obs_reward"] == NormalizationSettings(observation=True, reward=True)
+
+
+def test_hydra_composes_the_group():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF.parent)):
+        for p in CONF.glob("*.yaml"):
+            cfg = compose(config_name=None, overrides=[f"+normalization={p.stem}"])
+            given = OmegaConf.to_container(cfg.normalization)
+            assert check_kwargs(NormalizationSettings, given, "normalization") == []
+
+
+@pytest.mark.parametrize(
+    ("given", "key"),
+    [
+        ({"advantage": "epoch"}, "normalization.advantage"),
+        ({"advantage": True}, "normalization.advantage"),
+        ({"obs_clip": 0.0}, "normalization.obs_clip"),
+        ({"reward_clip": -1.0}, "normalization.reward_clip"),
+        ({"observation": "yes"}, "normalization.observation"),
+        ({"rewards": True}, "normalization.rewards"),
+    ],
+)
+def test_bad_settings_are_rejected_naming_the_key(given, key):
+    problems = check_kwargs(NormalizationSettings, given, "normalization")
+    assert len(problems) == 1 and problems[0].startswith(key), problems
+
+
+def test_settings_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        NormalizationSettings().reward = True  # type: ignore[misc]
