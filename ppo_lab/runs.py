@@ -1,0 +1,274 @@
+"""Read the run directories a Hydra multirun of ppo_lab leaves behind (local files, never W&B).
+
+A sweep dir (`multirun/<date>/<time>/`) holds one job dir per run; a job dir is any directory with
+`.hydra/overrides.yaml`, so a custom `hydra.sweep.subdir` that nests them is found too. Per job:
+
+    .hydra/overrides.yaml   ["loss=dual_clip", "seed=1"]     this job's overrides
+    .hydra/config.yaml      the resolved job config
+    .hydra/hydra.yaml       hydra.runtime.choices: {group: entry}
+    metrics.jsonl           {"global_step": int, "time": s, "charts/episodic_return": ..., ...}
+    summary.json            {"status": "finished", "env_id": ..., "final_return": ..., ...}
+
+`load_runs` reads them into `RunRecord`s and names each run's *variant*: the values it takes on
+the factors the sweep varied, `seed` aside (the replicate axis) and the env aside (the task axis).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import yaml
+
+REPLICATE_KEY = "seed"
+# Factors that name the task (environment) rather than a variant of the method.
+TASK_KEYS = frozenset({"env", "env.id", "env.env_id", "env.task_id", "env_id"})
+NO_SUMMARY = "no summary.json"
+ALL_RUNS = "all runs"  # the variant name when the sweep varied nothing but seeds and envs
+
+
+class SweepError(ValueError):
+    """A path or a set of runs the tools cannot use; the message says what was expected."""
+
+
+class Series(NamedTuple):
+    """One metric of one run: values logged at increasing environment steps."""
+
+    steps: np.ndarray  # (n,) int64, environment steps (global_step)
+    values: np.ndarray  # (n,) float64
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What a job dir says about one run. `variant` is set by `load_runs` (it needs the sweep)."""
+
+    path: Path
+    overrides: tuple[str, ...]
+    choices: Mapping[str, str]
+    config: Mapping[str, Any]
+    summary: Mapping[str, Any] | None
+    status: str
+    seed: int | None
+    env_id: str
+    variant: str = ALL_RUNS
+
+    @property
+    def factors(self) -> dict[str, str]:
+        """Every group choice and override of this run as `{key: value}` (overrides win)."""
+        return {**self.choices, **dict(filter(None, map(parse_override, self.overrides)))}
+
+    @property
+    def error(self) -> str | None:
+        """The error message from summary.json, if any."""
+        return (self.summary or {}).get("error")
+
+
+def parse_override(override: str) -> tuple[str, str] | None:
+    """`"+loss.clip_eps=0.1"` -> `("loss.clip_eps", "0.1")`; `"~logger"` -> `("logger", "~")`.
+
+    Hydra's own keys (`hydra.*`) are not factors of a run and give None.
+    """
+    text = override.strip()
+    deleted = text.startswith("~")
+    key, _, value = text.lstrip("+~").partition("=")
+    key = key.strip()
+    if not key or key.startswith("hydra"):
+        return None
+    return key, "~" if deleted else value.strip()
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): what a metric value must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def find_job_dirs(root: Path) -> list[Path]:
+    """Every job dir under `root` (or `root` itself), in natural order (2 before 10)."""
+    root = Path(root)
+    found = {p.parent.parent for p in root.rglob("overrides.yaml") if p.parent.name == ".hydra"}
+
+    def natural(path: Path) -> list[tuple[int, int | str]]:
+        parts = path.relative_to(root).parts
+        return [(0, int(p)) if p.isdigit() else (1, p) for p in parts]
+
+    return sorted(found, key=natural)
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed YAML file, or None when it is missing or unreadable."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _of_type(value: Any, kind: type) -> Any:
+    """`value` if it is a `kind`, else an empty `kind` (a file that parsed to something odd)."""
+    return value if isinstance(value, kind) else kind()
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _env_id(
+    summary: Mapping[str, Any], config: Mapping[str, Any], choices: Mapping[str, str]
+) -> str:
+    if summary.get("env_id"):
+        return str(summary["env_id"])
+    env = config.get("env")
+    if isinstance(env, Mapping):
+        for key in ("id", "env_id", "task_id"):
+            if env.get(key):
+                return str(env[key])
+    return str(choices.get("env") or "unknown env")
+
+
+def load_run(job_dir: Path) -> RunRecord:
+    """Read one job dir. Missing or unreadable files give empty fields, never an exception."""
+    job_dir = Path(job_dir)
+    overrides = _of_type(read_yaml(job_dir / ".hydra" / "overrides.yaml"), list)
+    config = _of_type(read_yaml(job_dir / ".hydra" / "config.yaml"), dict)
+    hydra = _of_type(read_yaml(job_dir / ".hydra" / "hydra.yaml"), dict)
+    summary = _of_type(_read_json(job_dir / "summary.json"), dict) or None
+    runtime = _of_type(_of_type(hydra.get("hydra"), dict).get("runtime"), dict)
+    choices = _of_type(runtime.get("choices") or (summary or {}).get("choices"), dict)
+    choices = {str(k): str(v) for k, v in choices.items() if not str(k).startswith("hydra")}
+    factors = dict(filter(None, map(parse_override, map(str, overrides))))
+    seed = (summary or {}).get("seed", config.get(REPLICATE_KEY, factors.get(REPLICATE_KEY)))
+    if summary is None:
+        status = NO_SUMMARY if not (job_dir / "summary.json").exists() else "unreadable summary"
+    else:
+        status = str(summary.get("status") or "unknown")
+    return RunRecord(
+        path=job_dir,
+        overrides=tuple(map(str, overrides)),
+        choices=choices,
+        config=config,
+        summary=summary,
+        status=status,
+        seed=_as_int(seed),
+        env_id=_env_id(summary or {}, config, choices),
+    )
+
+
+def varied_keys(runs: Sequence[RunRecord]) -> list[str]:
+    """The factors whose value differs across `runs`: the sweep's variant axes.
+
+    Left out: `seed` (replicates), the env (tasks), and, when several envs were swept, any factor
+    that is fixed within each env (an env recipe picking its network is not a variant).
+    """
+    factors = [run.factors for run in runs]
+    keys = sorted({k for f in factors for k in f} - {REPLICATE_KEY} - TASK_KEYS)
+    several_envs = len({run.env_id for run in runs}) > 1
+
+    def varies(key: str) -> bool:
+        if len({f.get(key) for f in factors}) < 2:
+            return False
+        if several_envs:
+            per_env: dict[str, set[str | None]] = {}
+            for run, f in zip(runs, factors, strict=True):
+                per_env.setdefault(run.env_id, set()).add(f.get(key))
+            return any(len(values) > 1 for values in per_env.values())
+        return True
+
+    return [k for k in keys if varies(k)]
+
+
+def variant_of(run: RunRecord, keys: Sequence[str]) -> str:
+    """The variant name of a run: `"loss=dual_clip, optim.lr=3e-4"` over the varied `keys`."""
+    factors = run.factors
+    return ", ".join(f"{k}={factors.get(k, 'unset')}" for k in keys) or ALL_RUNS
+
+
+def load_runs(paths: Iterable[Path]) -> list[RunRecord]:
+    """Load every job under each sweep dir in `paths` and name each run's variant.
+
+    Raises SweepError for a path that does not exist or holds no job dir.
+    """
+    runs: list[RunRecord] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise SweepError(f"{path}: no such directory")
+        jobs = find_job_dirs(path)
+        if not jobs:
+            raise SweepError(
+                f"{path} is not a sweep dir: no job directory with .hydra/overrides.yaml under it "
+                "(pass the dir of a multirun, e.g. multirun/<date>/<time>)"
+            )
+        new = [job for job in jobs if job.resolve() not in seen]  # a sweep passed twice
+        seen.update(job.resolve() for job in new)
+        runs.extend(map(load_run, new))
+    keys = varied_keys(runs)
+    return [dataclasses.replace(run, variant=variant_of(run, keys)) for run in runs]
+
+
+def read_metrics(path: Path) -> dict[str, Series]:
+    """Read `metrics.jsonl` into one `Series` per metric name.
+
+    Tolerant: unreadable lines (a crash's truncated last line), lines without an integer
+    `global_step`, and non-numeric or non-finite values are skipped. A step that goes back (a
+    run resumed from an earlier checkpoint) drops the earlier values at and after it; equal steps
+    are kept (several episodes logged at one step).
+    """
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    columns: dict[str, tuple[list[int], list[float]]] = {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        step = record.get("global_step") if isinstance(record, dict) else None
+        if not is_number(step):
+            continue
+        for name, value in record.items():
+            if name == "global_step" or not is_number(value):
+                continue
+            steps, values = columns.setdefault(name, ([], []))
+            if steps and step < steps[-1]:  # resumed from a checkpoint: the later log wins
+                while steps and steps[-1] >= step:
+                    steps.pop()
+                    values.pop()
+            steps.append(int(step))
+            values.append(float(value))
+    return {
+        name: Series(np.asarray(s, dtype=np.int64), np.asarray(v, dtype=np.float64))
+        for name, (s, v) in columns.items()
+    }
+
+
+def run_length(run: RunRecord, metrics: Mapping[str, Series]) -> int:
+    """Environment steps a run reached: summary.json's `global_step`, else the last logged step."""
+    step = (run.summary or {}).get("global_step")
+    if is_number(step):
+        return int(step)
+    return max((int(s.steps[-1]) for s in metrics.values() if len(s.steps)), default=0)
+
+
+def relative_name(path: Path, roots: Sequence[Path]) -> str:
+    """`path` relative to the first of `roots` that contains it (for tables), else as is."""
+    for root in roots:
+        try:
+            return str(Path(path).relative_to(root)) or "."
+        except ValueError:
+            continue
+    return str(path)

@@ -1,0 +1,121 @@
+"""Pin each backend's auto-reset behaviour to the one contract the loop relies on (same-step reset,
+terminated vs truncated, true final observation of a truncated episode)."""
+
+from __future__ import annotations
+
+import envpool
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from ppo_lab.envs import BACKENDS, make_vector_env
+
+RESET_BOUND = 0.05  # CartPole resets every state variable uniformly in [-0.05, 0.05]
+
+
+def balancing_actions(num_envs: int, t: int) -> np.ndarray:
+    """Alternate left/right: keeps CartPole up well past 5 steps."""
+    return np.full(num_envs, t % 2, dtype=np.int64)
+
+
+def is_reset_obs(obs: np.ndarray) -> bool:
+    return bool(np.all(np.abs(obs) <= RESET_BOUND))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_limit_truncates_with_final_obs_and_resets_on_the_same_step(backend):
+    kwargs = {"max_episode_steps": 5}
+    envs = make_vector_env(2, id="CartPole-v1", backend=backend, kwargs=kwargs)
+    try:
+        envs.reset(seed=0)
+        lengths = []
+        for t in range(20):
+            step = envs.step(balancing_actions(2, t))
+            if (t + 1) % 5:
+                assert not step.truncated.any() and step.final_obs is None
+                assert step.episodes is None
+                continue
+            assert step.truncated.all() and not step.terminated.any()
+            assert step.final_obs is not None and step.final_obs.shape == (2, 4)
+            assert not is_reset_obs(step.final_obs), "final_obs is the last state, not a reset"
+            assert all(is_reset_obs(o) for o in step.obs), "obs is already the next episode's"
+            lengths += step.episodes.lengths.tolist()
+        # Same-step reset wastes no transition: 20 steps = exactly 4 episodes of 5 per env.
+        assert lengths == [5] * 8
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_termination_has_no_final_obs_and_reports_the_episode(backend):
+    envs = make_vector_env(1, id="CartPole-v1", backend=backend)
+    try:
+        envs.reset(seed=0)
+        rewards = 0.0
+        for t in range(1, 100):
+            step = envs.step(np.zeros(1, dtype=np.int64))  # always push left: falls in ~10 steps
+            rewards += float(step.reward[0])
+            if step.terminated[0]:
+                assert not step.truncated[0]
+                assert step.final_obs is None, "a terminal state is never bootstrapped"
+                assert is_reset_obs(step.obs[0])
+                assert step.episodes.lengths.tolist() == [t]
+                assert step.episodes.returns.tolist() == [rewards]
+                break
+        else:
+            pytest.fail("CartPole never terminated")
+        step = envs.step(np.ones(1, dtype=np.int64))
+        assert abs(step.obs[0][1]) > RESET_BOUND, "the new episode steps on from its reset state"
+    finally:
+        envs.close()
+
+
+def test_gymnasium_default_autoreset_is_next_step():
+    """Why the backend asks for SAME_STEP: by default the step after an episode's end is a reset
+    whose action is ignored, a transition the learner must not train on."""
+    envs = gym.make_vec("CartPole-v1", num_envs=1, vectorization_mode="sync",
+                        max_episode_steps=3)
+    envs.reset(seed=0)
+    for _ in range(3):
+        *_, truncated, info = envs.step(np.zeros(1, dtype=np.int64))
+    assert truncated[0] and "final_obs" not in info
+    obs, reward, terminated, truncated, _ = envs.step(np.zeros(1, dtype=np.int64))
+    assert reward[0] == 0.0 and not terminated[0] and not truncated[0] and is_reset_obs(obs[0])
+    envs.close()
+
+
+def test_envpool_native_autoreset_is_next_step():
+    """Why the envpool backend resets finished envs itself: natively the next step is a reset."""
+    envs = envpool.make_gymnasium("CartPole-v1", num_envs=1, seed=0, max_episode_steps=3)
+    envs.reset()
+    for t in range(3):
+        obs, _, _, truncated, info = envs.step(balancing_actions(1, t))
+    assert truncated[0] and not is_reset_obs(obs[0])
+    obs, _, _, _, info = envs.step(np.zeros(1, dtype=np.int64))
+    assert is_reset_obs(obs[0]) and info["elapsed_step"][0] == 0
+    envs.close()
+
+
+@pytest.mark.parametrize("backend", ["gymnasium_sync", "envpool"])
+def test_same_seed_same_trajectory(backend):
+    def rollout() -> np.ndarray:
+        envs = make_vector_env(2, id="CartPole-v1", backend=backend)
+        try:
+            obs = [envs.reset(seed=3).copy()]
+            for t in range(30):
+                obs.append(envs.step(balancing_actions(2, t)).obs.copy())
+            return np.stack(obs)
+        finally:
+            envs.close()
+
+    np.testing.assert_array_equal(rollout(), rollout())
+
+
+def test_user_env_by_module_and_class():
+    envs = make_vector_env(2, id="gymnasium.envs.classic_control.cartpole:CartPoleEnv",
+                           backend="gymnasium_sync")
+    try:
+        assert envs.reset(seed=0).shape == (2, 4)
+        assert envs.reward_threshold is None
+    finally:
+        envs.close()

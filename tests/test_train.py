@@ -1,0 +1,113 @@
+"""The loop's plumbing (bootstrapping, separate networks) and a real training run that learns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ppo_lab.checkpoint import load_checkpoint
+from ppo_lab.networks import mlp
+from ppo_lab.rollout import Rollout
+from ppo_lab.train import Normalizers, evaluate_rollout, explained_variance
+from tests.conftest import REPO
+
+OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+NO_NORMALIZATION = Normalizers(obs=None, obs_clip=10.0, reward=None, value_target=None)
+
+CLEANRL_METRICS = {
+    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+    "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
+    "losses/clipfrac", "losses/explained_variance",
+}
+
+
+def test_next_values_bootstrap_from_the_true_final_observation():
+    torch.manual_seed(0)
+    agent = mlp(OBS, gym.spaces.Discrete(2))
+    buf = Rollout.allocate(3, 2, OBS, gym.spaces.Discrete(2), torch.device("cpu"))
+    buf.obs.uniform_(-1, 1)
+    buf.last_obs.uniform_(-1, 1)
+    final_obs = torch.full((1, 3), 0.7)
+    buf.truncations.append((1, torch.tensor([0]), final_obs))  # env 0 hit a time limit at t=1
+
+    evaluate_rollout(agent, buf, NO_NORMALIZATION)
+
+    with torch.no_grad():
+        values = agent.value(buf.obs.reshape(6, 3)).view(3, 2)
+        torch.testing.assert_close(buf.values, values)
+        torch.testing.assert_close(buf.next_values[0], values[1])  # V(s_{t+1}) inside the rollout
+        torch.testing.assert_close(buf.next_values[1, 0], agent.value(final_obs)[0])
+        torch.testing.assert_close(buf.next_values[1, 1], values[2, 1])  # untouched env
+        torch.testing.assert_close(buf.next_values[2], agent.value(buf.last_obs))  # rollout edge
+
+
+def test_critic_only_backward_leaves_the_actor_without_gradient():
+    agent = mlp(OBS, gym.spaces.Discrete(2), shared=False)
+    agent.value(torch.randn(5, 3)).sum().backward()
+    actor = [*agent.actor_encoder.parameters(), *agent.head.parameters()]
+    assert all(p.grad is None for p in actor)
+    assert all(p.grad is not None for p in agent.critic_encoder.parameters())
+
+
+def test_explained_variance_closed_forms():
+    target = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert explained_variance(target, target) == pytest.approx(1.0)
+    assert explained_variance(torch.full((4,), 2.5), target) == pytest.approx(0.0)
+    assert np.isnan(explained_variance(target, torch.ones(4)))
+
+
+@pytest.mark.slow
+def test_default_run_learns_cartpole_and_writes_its_outputs(tmp_path):
+    """`python -m ppo_lab` as a user runs it (W&B offline), on a shorter budget."""
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "ppo_lab", "total_timesteps=50000", f"hydra.run.dir={run_dir}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "WANDB_MODE": "offline"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["final_return"] >= 400, summary  # CartPole-v1 is "solved" at 475
+    assert summary["eval_return"] >= 400, summary
+    assert summary["choices"]["loss"] == "clip" and summary["choices"]["env"] == "cartpole"
+    assert summary["global_step"] == 50000 // 256 * 256
+
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all("global_step" in r for r in records)
+    steps = [r["global_step"] for r in records if "charts/SPS" in r]
+    assert steps == sorted(steps) and len(steps) == 50000 // 256
+    logged = set().union(*records)
+    assert CLEANRL_METRICS <= logged, CLEANRL_METRICS - logged
+    returns = [r["charts/episodic_return"] for r in records if "charts/episodic_return" in r]
+    assert np.mean(returns[-5:]) > 4 * np.mean(returns[:5]), "the return must improve"
+
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    assert checkpoint["global_step"] == summary["global_step"]
+    agent = mlp(checkpoint["observation_space"], checkpoint["action_space"])
+    agent.load_state_dict(checkpoint["model"])
+
+    wandb_runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(wandb_runs) == 1, "a real offline W&B run that `wandb sync` can upload"
+    assert_wandb_run_holds_the_metrics(wandb_runs[0].parent, summary)
+
+
+def assert_wandb_run_holds_the_metrics(offline_run: Path, summary: dict) -> None:
+    inspect = subprocess.run(["wandb", "leet", "inspect", "--json", str(offline_run)],
+                             capture_output=True, text=True, timeout=120)
+    if inspect.returncode != 0:
+        pytest.skip(f"this wandb cannot inspect offline runs: {inspect.stderr[-300:]}")
+    records = [json.loads(line) for line in inspect.stdout.splitlines() if line.strip()]
+    config = next(r["run"]["config"]["update"] for r in records if r["type"] == "run")
+    assert config["choices"]["loss"] == "clip" and config["loss"]["policy"] == "clip"
+    history = [r["history"]["item"] for r in records if r["type"] == "history"]
+    assert len(history) == summary["global_step"] // 256  # one row per update (+ eval merged)
+    assert any("charts/episodic_return" in h for h in history)
