@@ -4,7 +4,8 @@ A config group entry names a ppo_lab callable; the callable's keyword parameters
 hints and `Range` markers, are the schema of that entry. `check_kwargs` reports every unknown key,
 wrong type and out-of-range value in one pass, each as a line naming the key and what is valid.
 
-    def clip(logp_new, logp_old, advantages, *, clip_eps: Annotated[float, Range(0, 1, open=True)] = 0.2)
+    def clip(logp_new, logp_old, advantages, *,
+             clip_eps: Annotated[float, Range(0, 1, open=True)] = 0.2)
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ class Range:
         lo_open, hi_open = self.open or self.low_open, self.open or self.high_open
         if self.low is not None and (x < self.low or (lo_open and x == self.low)):
             return False
-        if self.high is not None and (x > self.high or (hi_open and x == self.high)):
-            return False
-        return True
+        return self.high is None or not (x > self.high or (hi_open and x == self.high))
 
     def __str__(self) -> str:
         lo_open, hi_open = self.open or self.low_open, self.open or self.high_open

@@ -86,7 +86,7 @@ def test_default_run_learns_cartpole_and_writes_its_outputs(tmp_path):
     steps = [r["global_step"] for r in records if "charts/SPS" in r]
     assert steps == sorted(steps) and len(steps) == 50000 // 256
     logged = set().union(*records)
-    assert CLEANRL_METRICS <= logged, CLEANRL_METRICS - logged
+    assert logged >= CLEANRL_METRICS, CLEANRL_METRICS - logged
     returns = [r["charts/episodic_return"] for r in records if "charts/episodic_return" in r]
     assert np.mean(returns[-5:]) > 4 * np.mean(returns[:5]), "the return must improve"
 

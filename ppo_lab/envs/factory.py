@@ -14,7 +14,7 @@ BACKENDS: tuple[str, ...] = ("gymnasium_sync", "gymnasium_async", "envpool")
 def make_vector_env(
     num_envs: int,
     *,
-    id: str,  # noqa: A002 - the key researchers write: env.id=Pong-v5
+    id: str,  # shadows the builtin: `env.id=Pong-v5` is the key researchers write
     backend: Backend = "gymnasium_sync",
     kwargs: dict[str, Any] | None = None,
     envpool_threads: Annotated[int, Range(0, None)] = 1,
