@@ -23,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from ppo_lab.checkpoint import save_checkpoint
@@ -33,10 +33,12 @@ from ppo_lab.losses.policy import adapt_kl_beta
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import RewardScaler, RunningMeanStd, normalize_advantages
 from ppo_lab.progress import Progress
-from ppo_lab.rollout import Rollout
+from ppo_lab.rollout import Rollout, observation_dtype
+from ppo_lab.schema import ConfigError
 from ppo_lab.tracking import MetricsFile, Tracker
 
 RECENT_EPISODES = 10  # "final return" = mean undiscounted return of the last 10 training episodes
+EVAL_SEED_OFFSET = 1_000_000  # evaluation envs are seeded apart from the training envs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -302,6 +304,62 @@ def _game_over(step: Any) -> np.ndarray:
     return mask
 
 
+def build_agent(settings: Settings, choices: dict[str, str], obs_space: gym.Space,
+                action_space: gym.Space) -> ActorCritic:
+    """The configured network for this env's spaces; a mismatch is a `ConfigError`.
+
+    The network factories raise ValueError when they cannot read the observations or act in the
+    action space (a CNN on vector observations, an MLP on images); that is a configuration problem
+    and is reported like one, naming the choice to change, before training starts.
+    """
+    network, env = choices.get("network", "?"), choices.get("env", "?")
+    where = f"network={network} with env={env} ({settings.cfg.env.get('id')})"
+    if settings.normalization.observation and observation_dtype(obs_space) == torch.uint8:
+        raise ConfigError([f"normalization.observation=true with uint8 image observations "
+                           f"{obs_space} ({where}): pixels are scaled by 1/255 in the network; "
+                           "use normalization=adv"])
+    try:
+        return build(settings.cfg.network, observation_space=obs_space, action_space=action_space)
+    except ValueError as err:
+        raise ConfigError([f"{where}: {err}"]) from err
+
+
+def evaluate_and_log(settings: Settings, agent: ActorCritic, norm: Normalizers,
+                     device: torch.device, spaces: tuple[gym.Space, gym.Space],
+                     tracker: Tracker, metrics: MetricsFile, run_dir: Path, global_step: int,
+                     ) -> list[float]:
+    """`eval_episodes` deterministic episodes on separate envs, logged as eval/episodic_return;
+    with `eval_video`, one more episode saved to run_dir/videos/ and logged to W&B."""
+    run, env_cfg = settings.run, settings.cfg.env
+
+    def make_envs(n: int) -> VectorEnv:
+        return build(env_cfg, num_envs=n)
+
+    seed = run.seed + EVAL_SEED_OFFSET
+    returns = evaluate_policy(make_envs, agent, norm, run.eval_episodes, seed=seed, device=device)
+    if returns:
+        record = {"eval/episodic_return": float(np.mean(returns))}
+        tracker.log(record, step=global_step)
+        metrics.write({"global_step": global_step, **record})
+    if run.eval_video:
+        from ppo_lab import video
+
+        obs_space, action_space = spaces
+
+        @torch.no_grad()
+        def policy(obs: np.ndarray) -> np.ndarray:
+            x = norm.observation(torch.from_numpy(obs).to(device))
+            return env_actions(agent.act(x, deterministic=True), action_space)
+
+        env_node = OmegaConf.to_container(env_cfg, resolve=True)
+        assert isinstance(env_node, dict)
+        frames = video.record_episode(make_envs, env_node, obs_space, policy, seed)
+        if frames is not None:
+            path = video.save_video(frames, run_dir / "videos" / f"eval_{global_step}.mp4")
+            video.log_video(tracker, path, global_step)
+    return returns
+
+
 def checkpoint_state(settings: Settings, agent: ActorCritic, optimizer: torch.optim.Optimizer,
                      norm: Normalizers, global_step: int, update_index: int,
                      kl_beta: float | None, observation_space: gym.Space,
@@ -335,8 +393,11 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
 
     envs: VectorEnv = build(cfg.env, num_envs=run.num_envs)
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
-    agent: ActorCritic = build(cfg.network, observation_space=obs_space,
-                               action_space=action_space).to(device)
+    try:
+        agent = build_agent(settings, choices, obs_space, action_space).to(device)
+    except ConfigError:
+        envs.close()
+        raise
     optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     norm_cfg = settings.normalization
@@ -365,6 +426,7 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
     try:
         obs_np = envs.reset(seed=run.seed)
         start = time.perf_counter()
+        eval_seconds = 0.0  # time in periodic evaluations, left out of charts/SPS
         for update_index in range(1, run.num_updates + 1):
             if run.anneal_lr:  # detail: learning rate decays linearly to 0
                 frac = 1.0 - (update_index - 1) / run.num_updates
@@ -384,7 +446,7 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
 
             elapsed = time.perf_counter() - start
             record: dict[str, float] = {
-                "charts/SPS": global_step / elapsed,
+                "charts/SPS": global_step / (elapsed - eval_seconds),
                 "charts/learning_rate": optimizer.param_groups[0]["lr"],
                 **diagnostics,
             }
@@ -395,10 +457,18 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
                 record["charts/episodic_length"] = float(np.mean(ep_lengths))
                 record["charts/episodes"] = len(ep_returns)
                 recent_returns = (recent_returns + ep_returns)[-RECENT_EPISODES:]
+                record["charts/recent_return"] = float(np.mean(recent_returns))  # last 10
             metrics.write({"global_step": global_step, "time": round(elapsed, 3), **record})
             tracker.log(record, step=global_step)
             last_metrics = record
             progress.update(global_step, recent_returns)
+
+            if (run.eval_interval and update_index % run.eval_interval == 0
+                    and update_index < run.num_updates):  # the final evaluation follows below
+                eval_start = time.perf_counter()
+                evaluate_and_log(settings, agent, norm, device, (obs_space, action_space),
+                                 tracker, metrics, run_dir, global_step)
+                eval_seconds += time.perf_counter() - eval_start
 
             if run.checkpoint_interval and update_index % run.checkpoint_interval == 0:
                 save_checkpoint(run_dir / "checkpoint.pt", checkpoint_state(
@@ -410,15 +480,11 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
             obs_space, action_space))
         figures["train_time_s"] = round(time.perf_counter() - start, 3)
         if run.eval_episodes:
-            eval_returns = evaluate_policy(
-                lambda n: build(cfg.env, num_envs=n), agent, norm, run.eval_episodes,
-                seed=run.seed + 1_000_000, device=device)
+            eval_returns = evaluate_and_log(settings, agent, norm, device,
+                                            (obs_space, action_space), tracker, metrics,
+                                            run_dir, global_step)
             figures["eval_return"] = float(np.mean(eval_returns)) if eval_returns else None
             figures["eval_returns"] = eval_returns
-            if eval_returns:
-                tracker.log({"eval/episodic_return": figures["eval_return"]}, step=global_step)
-                metrics.write({"global_step": global_step,
-                               "eval/episodic_return": figures["eval_return"]})
         exit_code = 0
     finally:
         progress.close()

@@ -1,0 +1,113 @@
+"""CartPole speed, measured in one process so the ratios hold on a shared, noisy machine.
+
+Prints, for CartPole-v1 with the default 8 envs:
+  - raw stepping SPS with random actions (envpool, 1 thread; gymnasium sync vector env): the limit
+  - ppo_lab training SPS of the default config at the same num_envs, and ours / raw
+  - training SPS with each backend (gymnasium_sync vs envpool), alternated: picks the default
+  - the wall time (and env steps) until the mean return of the last 10 episodes reaches 475
+
+    python benchmarks/cartpole.py [--steps 100000] [--seed 1] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import envpool
+import numpy as np
+from hydra import compose, initialize_config_dir
+
+from ppo_lab.config import validate
+from ppo_lab.envs import make_vector_env
+from ppo_lab.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SOLVED = 475.0
+
+
+def raw_envpool_sps(num_envs: int, steps: int) -> float:
+    envs = envpool.make_gymnasium("CartPole-v1", num_envs=num_envs, seed=0, num_threads=1)
+    envs.reset()
+    actions = np.random.default_rng(0).integers(0, 2, (steps, num_envs))
+    start = time.perf_counter()
+    for a in actions:
+        envs.step(a)
+    sps = steps * num_envs / (time.perf_counter() - start)
+    envs.close()
+    return sps
+
+
+def raw_backend_sps(backend: str, num_envs: int, steps: int) -> float:
+    """Our backend wrapper (same-step reset, episode bookkeeping) with random actions."""
+    envs = make_vector_env(num_envs, id="CartPole-v1", backend=backend)
+    envs.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, 2, (steps, num_envs))
+    start = time.perf_counter()
+    for a in actions:
+        envs.step(a)
+    sps = steps * num_envs / (time.perf_counter() - start)
+    envs.close()
+    return sps
+
+
+def train_once(overrides: list[str], run_dir: Path) -> tuple[dict, list[dict]]:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["logger=none", "eval_episodes=0", *overrides])
+    settings = validate(cfg)
+    figures = train(settings, run_dir, {}, "benchmark")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return figures, records
+
+
+def time_to_solve(records: list[dict]) -> tuple[float, int] | None:
+    for r in records:
+        if r.get("charts/recent_return", 0.0) >= SOLVED:
+            return r["time"], r["global_step"]
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="training runs (seeds seed..)")
+    args = parser.parse_args()
+    num_envs = 8
+
+    print(f"CartPole-v1, {num_envs} envs")
+    raw_pool = raw_envpool_sps(num_envs, 20_000)
+    raw_sync = raw_backend_sps("gymnasium_sync", num_envs, 20_000)
+    ours_pool = raw_backend_sps("envpool", num_envs, 20_000)
+    print(f"  raw envpool stepping (random actions, 1 thread)   {raw_pool:>10,.0f} SPS")
+    print(f"  ppo_lab envpool backend (random actions)          {ours_pool:>10,.0f} SPS")
+    print(f"  ppo_lab gymnasium_sync backend (random actions)   {raw_sync:>10,.0f} SPS")
+
+    print("training SPS by backend (default config, 30k steps, alternated):")
+    for rep in range(2):
+        for backend in ("gymnasium_sync", "envpool"):
+            with tempfile.TemporaryDirectory() as tmp:
+                figures, _ = train_once(["total_timesteps=30000", f"env.backend={backend}"],
+                                        Path(tmp))
+            print(f"  {backend:15s} {figures['global_step'] / figures['train_time_s']:>8,.0f} SPS")
+
+    print(f"default config, {args.steps:,} steps:")
+    for i in range(args.repeats):
+        seed = args.seed + i
+        with tempfile.TemporaryDirectory() as tmp:
+            figures, records = train_once([f"total_timesteps={args.steps}", f"seed={seed}"],
+                                          Path(tmp))
+        train_sps = figures["global_step"] / figures["train_time_s"]
+        solved = time_to_solve(records)
+        solve = (f"solved (last-10 mean >= {SOLVED:.0f}) at {solved[1]:,} steps after "
+                 f"{solved[0]:.1f} s" if solved else "not solved")
+        print(f"  seed {seed}: training {train_sps:,.0f} SPS = {train_sps / raw_pool:.3f} x raw "
+              f"envpool; {figures['train_time_s']:.1f} s for {figures['global_step']:,} steps; "
+              f"{solve}; final return {figures['final_return']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
