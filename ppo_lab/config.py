@@ -65,6 +65,9 @@ class RunSettings:
     torch_threads: Annotated[int, Range(0, None)]
     checkpoint_interval: Annotated[int, Range(0, None)]
     eval_episodes: Annotated[int, Range(0, None)]
+    eval_interval: Annotated[int, Range(0, None)] = 0
+    eval_video: bool = False
+    seeds_per_trial: PositiveInt = 1  # >1: one job trains several seeds (ppo_lab/job.py)
 
     @property
     def batch_size(self) -> int:
@@ -208,16 +211,18 @@ def _validate_advantage(node: dict[str, Any]) -> tuple[AdvantageSettings | None,
         problems += check_kwargs(fn, coefficients, "advantage", skip=RUNTIME_ARGS["advantage"])
     if problems or fn is None:
         return None, problems
-    return AdvantageSettings(node["estimator"], fn, coefficients, common.get("recompute", False)), []
+    recompute = common.get("recompute", False)
+    return AdvantageSettings(node["estimator"], fn, coefficients, recompute), []
 
 
 def _target(node: dict[str, Any], key: str) -> tuple[Callable[..., Any] | None, list[str]]:
     path = node.get("_target_")
     if not isinstance(path, str):
-        return None, [f"{key}._target_: missing; a group entry names the ppo_lab callable it builds"]
+        return None, [f"{key}._target_: missing; a group entry names the ppo_lab callable it "
+                      "builds"]
     try:
         return hydra.utils.get_method(path), []
-    except Exception as err:  # noqa: BLE001 - report any import failure as a config problem
+    except Exception as err:  # report any import failure as a config problem
         return None, [f"{key}._target_={path!r}: cannot be imported ({err})"]
 
 
@@ -324,7 +329,27 @@ def _check_sizes(run: RunSettings) -> list[str]:
             f"total_timesteps={run.total_timesteps}: smaller than one batch (num_envs * "
             f"num_steps = {run.batch_size}); raise it or shrink the batch"
         )
+    if (run.eval_interval or run.eval_video) and not run.eval_episodes:
+        problems.append("eval_episodes=0: eval_interval and eval_video need evaluation episodes; "
+                        "set eval_episodes to 1 or more, or eval_interval=0 eval_video=false")
+    if run.eval_video:
+        problems += _check_video_extra()
     return problems
+
+
+def _check_video_extra() -> list[str]:
+    """eval_video encodes mp4s with imageio and its ffmpeg binary: the `video` extra.
+
+    (W&B logs the finished file as is; moviepy is only needed to log raw frame arrays.)
+    """
+    import importlib.util
+
+    missing = [m for m in ("imageio", "imageio_ffmpeg")
+               if importlib.util.find_spec(m) is None]
+    if not missing:
+        return []
+    return [f"eval_video=true: needs {', '.join(missing)}; install the extra with "
+            "`pip install -e '.[video]'` or set eval_video=false"]
 
 
 def build(node: DictConfig, **runtime: Any) -> Any:

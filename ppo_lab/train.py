@@ -280,8 +280,8 @@ def evaluate_policy(make_envs: Callable[[int], VectorEnv], agent: ActorCritic, n
             x = norm.observation(torch.from_numpy(obs).to(device))
             step = envs.step(env_actions(agent.act(x, deterministic=True), space))
             if step.episodes is not None:
-                ended = np.flatnonzero(_game_over(step))
-                for env_index, ret in zip(ended, step.episodes.returns, strict=True):
+                for env_index, ret in zip(step.episodes.env_ids, step.episodes.returns,
+                                          strict=True):
                     finished.setdefault(int(env_index), float(ret))
             if len(finished) == episodes:
                 break
@@ -289,19 +289,6 @@ def evaluate_policy(make_envs: Callable[[int], VectorEnv], agent: ActorCritic, n
         return [finished[i] for i in sorted(finished)]
     finally:
         envs.close()
-
-
-def _game_over(step: Any) -> np.ndarray:
-    """Which envs reported a finished episode this step, in env order."""
-    episode_count = len(step.episodes.returns)
-    over = step.terminated | step.truncated
-    ended = np.flatnonzero(over)
-    if len(ended) == episode_count:
-        return over
-    # Atari with episodic life: fewer games than RL episodes ended; report the first ones.
-    mask = np.zeros_like(over)
-    mask[ended[:episode_count]] = True
-    return mask
 
 
 def build_agent(settings: Settings, choices: dict[str, str], obs_space: gym.Space,

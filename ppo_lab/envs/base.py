@@ -30,10 +30,12 @@ class Step(NamedTuple):
 
 
 class EpisodeStats(NamedTuple):
-    """Undiscounted return and length of finished episodes (real game score, unclipped)."""
+    """Undiscounted return and length of finished episodes (real game score, unclipped), and the
+    env each one ran in."""
 
     returns: np.ndarray
     lengths: np.ndarray
+    env_ids: np.ndarray
 
 
 class VectorEnv(Protocol):
@@ -62,7 +64,7 @@ class EpisodeTracker:
         if not episode_over.any():
             return None
         ended = np.flatnonzero(episode_over)
-        stats = EpisodeStats(self.returns[ended].copy(), self.lengths[ended].copy())
+        stats = EpisodeStats(self.returns[ended].copy(), self.lengths[ended].copy(), ended)
         self.returns[ended] = 0.0
         self.lengths[ended] = 0
         return stats

@@ -1,10 +1,13 @@
 """envpool: C++ vector envs (classic control, Atari with its standard preprocessing, MuJoCo).
 
-envpool auto-resets on the step *after* an episode ends and ignores that step's action. We reset
-finished envs explicitly (`reset(env_ids)`) on the step that ends them instead, which gives the
-same-step contract of `VectorEnv` without a wasted transition. With Atari's `episodic_life`, a
-lost life ends an RL episode (terminated) but envpool's reset then continues the same game; the
-real game score is tracked from `info["reward"]` (unclipped) until `info["terminated"]` (game over).
+envpool auto-resets on the step *after* an episode ends and ignores that step's action. We take
+that reset step at once for the finished envs only (`step(actions[ended], env_id=ended)`), on
+the step that ends them, which gives the same-step contract of `VectorEnv` without a wasted
+transition. (Not `reset(env_ids)`: in envpool 1.2.5 that restarts the whole Atari game, so with
+`episodic_life` every lost life would start a new 5-life game and no game would ever end.)
+With Atari's `episodic_life`, a lost life ends an RL episode (terminated) and the auto-reset
+continues the same game; the real game score is tracked from `info["reward"]` (unclipped) until
+`info["terminated"]` (game over).
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ class EnvpoolVectorEnv:
             if bootstrap.any():
                 final_obs = obs[bootstrap].copy()
             ended = np.flatnonzero(rl_episode_over)
-            reset_obs, _ = self._envs.reset(ended)
-            obs[ended] = reset_obs
+            # envpool's own auto-reset step for these envs (their actions are ignored)
+            reset_obs, _, _, _, reset_info = self._envs.step(actions[ended], ended)
+            obs[reset_info["env_id"]] = reset_obs
         # Atari: score the real game (unclipped reward, all lives), not the RL episode.
         game_reward = info.get("reward", reward)
         game_over = rl_episode_over

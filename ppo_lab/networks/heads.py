@@ -111,7 +111,8 @@ class GaussianHead(nn.Module):
         return mean
 
     def log_prob(self, mean: Tensor, actions: Tensor) -> Tensor:
-        # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), summed over dims
+        # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), summed
+        # over the action dimensions
         z = (actions - mean) * torch.exp(-self.log_std)
         return (-0.5 * z.square() - self.log_std - LOG_SQRT_2PI).sum(-1)
 

@@ -20,7 +20,8 @@ def mlp_encoder(in_features: int, hidden_sizes: Sequence[int], activation: str) 
     """Linear -> activation blocks with orthogonal init (gain sqrt(2)), features [B, hidden[-1]]."""
     layers: list[nn.Module] = [nn.Flatten()]
     for width in hidden_sizes:
-        layers += [orthogonal_(nn.Linear(in_features, width), math.sqrt(2)), ACTIVATIONS[activation]()]
+        linear = orthogonal_(nn.Linear(in_features, width), math.sqrt(2))
+        layers += [linear, ACTIVATIONS[activation]()]
         in_features = width
     return nn.Sequential(*layers)
 

@@ -1,0 +1,292 @@
+"""Environment families: Atari and MuJoCo through envpool, any gymnasium env (by id or
+`module:Class`). The Atari preprocessing recipe, the real game score in the logs, short real
+training runs of each family, periodic evaluation and evaluation videos."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import envpool
+import gymnasium as gym
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from ppo_lab.config import build, validate
+from ppo_lab.schema import ConfigError
+from ppo_lab.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+
+
+def compose_app(*overrides: str) -> tuple[DictConfig, dict[str, str]]:
+    """The composed config and each group's choice, as `python -m ppo_lab` gets them."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        full = compose("config", overrides=list(overrides), return_hydra_config=True)
+        choices = {k: str(v) for k, v in full.hydra.runtime.choices.items()
+                   if not k.startswith("hydra")}
+        return compose("config", overrides=list(overrides)), choices
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- recipes ---------------------------------------------------------------------------------
+
+def test_atari_recipe_sets_envpool_preprocessing_explicitly():
+    cfg, choices = compose_app("env=atari")
+    assert choices["network"] == "nature_cnn" and cfg.env.backend == "envpool"
+    kwargs = dict(cfg.env.kwargs)
+    known = set(envpool.make_spec(cfg.env.id).config._fields)
+    assert set(kwargs) <= known, f"not envpool options: {set(kwargs) - known}"
+    assert kwargs == {
+        "noop_max": 30, "frame_skip": 4, "episodic_life": True, "use_fire_reset": True,
+        "reward_clip": True, "img_height": 84, "img_width": 84, "gray_scale": True,
+        "stack_num": 4, "repeat_action_probability": 0.0, "full_action_space": False,
+        "max_episode_steps": 27000,
+    }
+    assert cfg.env.envpool_threads == 2
+    run = validate(cfg).run
+    assert (run.num_envs, run.num_steps, run.update_epochs, run.num_minibatches) == (8, 128, 4, 4)
+    assert (run.gamma, run.total_timesteps) == (0.99, 10_000_000)
+    assert (cfg.optim.lr, cfg.loss.clip_eps, cfg.loss.ent_coef, cfg.loss.vf_coef) == (
+        2.5e-4, 0.1, 0.01, 0.5)
+
+
+def test_mujoco_recipe_is_cleanrl_continuous():
+    cfg, choices = compose_app("env=mujoco")
+    assert (choices["network"], choices["normalization"]) == ("mlp", "obs_reward")
+    assert (cfg.env.id, cfg.env.backend) == ("HalfCheetah-v4", "envpool")
+    run = validate(cfg).run
+    sizes = (run.num_envs, run.num_steps, run.update_epochs, run.num_minibatches)
+    assert sizes == (1, 2048, 10, 32)
+    assert (run.gamma, cfg.advantage.lam, run.total_timesteps) == (0.99, 0.95, 1_000_000)
+    assert (cfg.optim.lr, cfg.loss.ent_coef) == (3e-4, 0.0)
+    assert not cfg.network.shared
+
+
+def test_the_command_line_beats_the_env_recipe():
+    cfg, choices = compose_app("env=atari", "network=impala_cnn", "num_envs=4", "optim.lr=1e-3",
+                               "loss.clip_eps=0.2", "env.id=Pong-v5")
+    assert choices["network"] == "impala_cnn"
+    assert (cfg.num_envs, cfg.optim.lr, cfg.loss.clip_eps, cfg.env.id) == (4, 1e-3, 0.2, "Pong-v5")
+    assert cfg.num_steps == 128  # the recipe's value where the command line is silent
+
+
+def test_observation_normalization_of_uint8_images_is_refused_before_training(tmp_path):
+    cfg, choices = compose_app("env=atari", "normalization=obs_reward", "logger=none")
+    with pytest.raises(ConfigError, match="normalization=adv"):
+        train(validate(cfg), tmp_path, choices, "test")
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_eval_interval_needs_evaluation_episodes():
+    cfg, _ = compose_app("eval_interval=5", "eval_episodes=0")
+    with pytest.raises(ConfigError, match="eval_episodes"):
+        validate(cfg)
+
+
+# --- Atari -----------------------------------------------------------------------------------
+
+def test_atari_observations_are_uint8_frame_stacks():
+    cfg, _ = compose_app("env=atari")
+    envs = build(cfg.env, num_envs=2)
+    try:
+        space = envs.single_observation_space
+        assert space.shape == (4, 84, 84) and space.dtype == np.uint8
+        obs = envs.reset(seed=0)
+        assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+        step = envs.step(np.ones(2, dtype=np.int64))
+        assert step.obs.dtype == np.uint8 and step.obs.shape == (2, 4, 84, 84)
+    finally:
+        envs.close()
+
+
+class StepSpy:
+    """Records what envpool itself returns, next to what the backend reports."""
+
+    def __init__(self, pool):
+        self.pool, self.calls = pool, []
+
+    def step(self, actions, env_id=None):
+        out = self.pool.step(actions, env_id) if env_id is not None else self.pool.step(actions)
+        _, reward, terminated, _, info = out
+        self.calls.append({k: np.array(v) for k, v in (
+            ("env_id", info["env_id"]), ("reward", reward), ("terminated", terminated),
+            ("score", info["reward"]), ("game_over", info["terminated"]),
+            ("lives", info["lives"]))})
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.pool, name)
+
+
+def test_logged_atari_return_is_the_real_game_score():
+    """With episodic_life every lost life ends an RL episode, and with reward_clip the agent
+    learns from sign(r); the logged episodic return is still the whole game's unclipped score.
+
+    Space Invaders scores 5-30 points per alien, so clipping changes the sum; 3 lives.
+    """
+    cfg, _ = compose_app("env=atari", "env.id=SpaceInvaders-v5")
+    envs = build(cfg.env, num_envs=1)
+    rng = np.random.default_rng(0)
+    try:
+        envs.reset(seed=0)
+        spy = envs._envs = StepSpy(envs._envs)
+        clipped, rl_episodes, steps = 0.0, 0, 0
+        for _ in range(5000):
+            step = envs.step(rng.integers(0, envs.single_action_space.n, size=1))
+            assert set(np.unique(step.reward)) <= {-1.0, 0.0, 1.0}, "rewards are clipped"
+            clipped += float(step.reward[0])
+            rl_episodes += int(step.terminated[0])
+            steps += 1
+            if step.episodes is not None:
+                break
+        else:
+            pytest.fail("no Space Invaders game ended in 5000 random steps")
+        # envpool's own record of the game: unclipped points on every step, all lives
+        game_over_step = [c for c in spy.calls if c["terminated"][0]][-1]
+        assert game_over_step["game_over"][0], "the episode was reported at game over only"
+        score = sum(float(c["score"].sum()) for c in spy.calls)
+        lives = int(spy.calls[0]["lives"][0])
+        assert rl_episodes == lives == 3, "each of the 3 lives ended an RL episode"
+        assert step.episodes.returns.tolist() == [pytest.approx(score)], "unclipped game score"
+        assert score > clipped > 0, "clipping would have under-reported it"
+        assert step.episodes.lengths.tolist() == [steps], "the length spans the whole game"
+    finally:
+        envs.close()
+
+
+# --- short runs of each family ---------------------------------------------------------------
+
+def short_run(tmp_path: Path, *overrides: str) -> tuple[dict, list[dict]]:
+    cfg, choices = compose_app("logger=none", *overrides)
+    figures = train(validate(cfg), tmp_path, choices, "test")
+    return figures, read_metrics(tmp_path)
+
+
+@pytest.mark.slow
+def test_atari_trains_briefly(tmp_path):
+    figures, rows = short_run(
+        tmp_path, "env=atari", "num_steps=32", "total_timesteps=512", "update_epochs=1",
+        "eval_episodes=1", "env.kwargs.max_episode_steps=200")
+    train_rows = [r for r in rows if "charts/SPS" in r]
+    assert [r["global_step"] for r in train_rows] == [256, 512]
+    assert figures["global_step"] == 512 and len(figures["eval_returns"]) == 1
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_mujoco_trains_briefly_with_periodic_evaluation(tmp_path):
+    figures, rows = short_run(
+        tmp_path, "env=mujoco", "num_steps=128", "num_minibatches=4", "update_epochs=2",
+        "total_timesteps=384", "eval_interval=2", "eval_episodes=1",
+        "+env.kwargs.max_episode_steps=100")
+    evals = [r for r in rows if "eval/episodic_return" in r]
+    assert [r["global_step"] for r in evals] == [256, 384], "every 2 updates, and at the end"
+    assert all(np.isfinite(r["eval/episodic_return"]) for r in evals)
+    assert any("charts/episodic_return" in r for r in rows), "100-step episodes ended"
+    assert figures["eval_return"] == evals[-1]["eval/episodic_return"]
+
+
+@pytest.mark.slow
+def test_gymnasium_id_trains_briefly(tmp_path):
+    figures, rows = short_run(
+        tmp_path, "env=gymnasium", "env.id=Acrobot-v1", "num_envs=2", "num_steps=64",
+        "total_timesteps=256", "update_epochs=1", "eval_episodes=1")
+    assert [r["global_step"] for r in rows if "charts/SPS" in r] == [128, 256]
+    assert figures["eval_returns"] and figures["eval_returns"][0] >= -500
+
+
+USER_ENV = '''
+import gymnasium as gym
+import numpy as np
+
+
+class GuessEnv(gym.Env):
+    """Reward 1 for action == sign of the observation; 10 steps."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length=10):
+        self.length = length
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.x = self.np_random.uniform(-1, 1, (1,)).astype(np.float32)
+        return self.x, {}
+
+    def step(self, action):
+        reward = float(int(action) == int(self.x[0] > 0))
+        self.t += 1
+        self.x = self.np_random.uniform(-1, 1, (1,)).astype(np.float32)
+        return self.x, reward, False, self.t >= self.length, {}
+'''
+
+
+@pytest.mark.slow
+def test_user_env_by_module_and_class_trains(tmp_path, monkeypatch):
+    (tmp_path / "my_envs.py").write_text(textwrap.dedent(USER_ENV))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    figures, rows = short_run(
+        run_dir, "env=gymnasium", "env.id=my_envs:GuessEnv", "+env.kwargs.length=8",
+        "num_envs=2", "num_steps=32", "total_timesteps=128", "update_epochs=1",
+        "eval_episodes=2")
+    lengths = [r["charts/episodic_length"] for r in rows if "charts/episodic_length" in r]
+    assert lengths and set(lengths) == {8.0}, "the user's kwargs reached the constructor"
+    assert len(figures["eval_returns"]) == 2
+
+
+# --- evaluation video ------------------------------------------------------------------------
+
+def test_video_frames_are_the_atari_observations(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from ppo_lab import video
+    from ppo_lab.tracking import WandbTracker
+
+    cfg, _ = compose_app("env=atari")
+    seen = []
+
+    def policy(obs):
+        seen.append(obs[0, -1].copy())  # the newest frame of the stack
+        return np.ones(1, dtype=np.int64)
+
+    frames = video.record_episode(lambda n: build(cfg.env, num_envs=n), dict(cfg.env),
+                                  ATARI, policy, seed=0, max_frames=30)
+    assert frames.shape == (30, 84, 84, 3) and frames.dtype == np.uint8
+    np.testing.assert_array_equal(frames[..., 0], np.stack(seen))
+    path = video.save_video(frames, tmp_path / "videos" / "eval.mp4")
+    assert path.stat().st_size > 0
+    tracker = WandbTracker(tmp_path, {}, {}, "video-test", mode="offline")
+    video.log_video(tracker, path, step=1)
+    tracker.finish({}, 0)
+    assert list((tmp_path / "wandb").rglob("media/videos/eval/*.mp4"))
+
+
+def test_no_video_for_envs_that_cannot_render(recwarn):
+    """envpool MuJoCo: vector observations and no OpenGL here: a warning, not a crash."""
+    from ppo_lab import video
+
+    cfg, _ = compose_app("env=mujoco")
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (17,), np.float64)  # HalfCheetah's
+    frames = video.record_episode(lambda n: build(cfg.env, num_envs=n), dict(cfg.env),
+                                  obs_space, lambda o: o, seed=0)
+    assert frames is None
+    assert any("no video" in str(w.message) for w in recwarn)
+
+
+@pytest.mark.slow
+def test_eval_video_is_saved_in_the_run_dir(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    short_run(tmp_path, "env=atari", "num_steps=32", "total_timesteps=256", "update_epochs=1",
+              "eval_episodes=1", "eval_video=true", "env.kwargs.max_episode_steps=100")
+    assert [p.name for p in (tmp_path / "videos").iterdir()] == ["eval_256.mp4"]
