@@ -87,7 +87,7 @@ def main() -> None:
     print(f"  ppo_lab gymnasium_sync backend (random actions)   {raw_sync:>10,.0f} SPS")
 
     print("training SPS by backend (default config, 30k steps, alternated):")
-    for rep in range(2):
+    for _ in range(2):
         for backend in ("gymnasium_sync", "envpool"):
             with tempfile.TemporaryDirectory() as tmp:
                 figures, _ = train_once(["total_timesteps=30000", f"env.backend={backend}"],
