@@ -3,23 +3,35 @@
 summary.json is written when the job starts (status "running") and rewritten at the end with
 status finished | invalid_config | failed | interrupted, the error, the job's overrides and the
 chosen entry of every config group, so a sweep can be summarised even when jobs crash.
+
+With `seeds_per_trial=n > 1` (hyperparameter searches, sweeps/) the job trains the seeds
+`seed, ..., seed+n-1` one after another, each in `<job dir>/seed_<s>/` with its own summary.json,
+and its result is the interquartile mean (IQM) of their final returns: a trial is scored on
+several seeds, not on one lucky one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ppo_lab.config import GROUPS, validate
+from ppo_lab.config import Settings, validate
+from ppo_lab.schema import ConfigError
 from ppo_lab.train import train
+
+# Groups that name the study a run belongs to (the W&B group), not a component of the run.
+STUDY_GROUPS = ("experiment", "sweep")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -33,39 +45,124 @@ def _terminate_cleanly(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_job(cfg: DictConfig) -> float | None:
-    """Run one configured training job; returns the final return (the sweepers' objective)."""
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    choices = {g: str(hydra_cfg.runtime.choices.get(g)) for g in GROUPS
-               if g in hydra_cfg.runtime.choices}
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
-    run_name = ",".join(overrides) or f"{choices.get('env')}-{choices.get('loss')}"
-    summary: dict[str, Any] = {
-        "status": "running", "error": None, "env_id": cfg.get("env", {}).get("id"),
-        "seed": cfg.get("seed"), "overrides": overrides, "choices": choices,
-        "total_timesteps": cfg.get("total_timesteps"), "run_dir": str(run_dir),
-    }
-    summary_path = run_dir / "summary.json"
-    write_json(summary_path, summary)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate_cleanly)  # flush logs and W&B on SIGTERM
+def _handle_sigterm() -> None:
+    """SIGTERM -> KeyboardInterrupt, so logs and W&B are flushed; unless a launcher owns it.
+
+    submitit installs its own SIGTERM handler (it waits for SIGUSR2 to checkpoint and requeue a
+    preempted job); replacing it would turn a requeue into a failure.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _terminate_cleanly)
+
+
+@contextmanager
+def recorded(path: Path, summary: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Write `summary` to `path` now (status "running") and again at the end with the outcome."""
+    write_json(path, summary)
     started = time.perf_counter()
     try:
-        settings = validate(cfg)  # before any environment is built
-        summary.update(train(settings, run_dir, choices, run_name))
+        yield summary
         summary["status"] = "finished"
-    except KeyboardInterrupt as err:
-        summary.update(status="interrupted", error=f"interrupted ({err})")
+    except (KeyboardInterrupt, SystemExit) as err:  # SIGTERM, or submitit's requeue exit
+        summary.update(status="interrupted", error=f"interrupted ({type(err).__name__}: {err})")
         raise
     except Exception as err:
-        from ppo_lab.schema import ConfigError
-
         summary["status"] = "invalid_config" if isinstance(err, ConfigError) else "failed"
         summary["error"] = f"{type(err).__name__}: {err}"
         raise
     finally:
         summary["wall_time_s"] = round(time.perf_counter() - started, 3)
-        write_json(summary_path, summary)
+        write_json(path, summary)
+
+
+def job_choices(hydra_cfg: Any) -> dict[str, str]:
+    """The entry every config group took, e.g. {"loss": "clip", "experiment": "loss_ablation"}.
+
+    Hydra's own groups and unselected optional groups (experiment, sweep) are left out.
+    """
+    return {str(g): str(c) for g, c in hydra_cfg.runtime.choices.items()
+            if c is not None and not str(g).startswith("hydra")}
+
+
+def run_name_of(overrides: list[str], choices: dict[str, str]) -> str:
+    """What differs in this run: its overrides, less the study it belongs to (the W&B group)."""
+    differs = [o for o in overrides if o.lstrip("+~").split("=")[0] not in STUDY_GROUPS]
+    return ",".join(differs) or f"{choices.get('env')}-{choices.get('loss')}"
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Run one configured job; returns its final return (the sweepers' objective).
+
+    A multi-seed trial (`seeds_per_trial > 1`) returns the IQM of its seeds' final returns.
+    """
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    choices = job_choices(hydra_cfg)
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
+    run_name = run_name_of(overrides, choices)
+    summary: dict[str, Any] = {
+        "status": "running", "error": None, "env_id": cfg.get("env", {}).get("id"),
+        "seed": cfg.get("seed"), "overrides": overrides, "choices": choices,
+        "total_timesteps": cfg.get("total_timesteps"), "run_dir": str(run_dir),
+    }
+    _handle_sigterm()  # flush logs and W&B on SIGTERM
+    with recorded(run_dir / "summary.json", summary):
+        settings = validate(cfg)  # before any environment is built
+        if settings.run.seeds_per_trial > 1:
+            summary.update(train_seeds(settings, run_dir, choices, summary))
+        else:
+            summary.update(train(settings, run_dir, choices, run_name))
     return summary.get("final_return")
+
+
+def with_seed(settings: Settings, seed: int) -> Settings:
+    """`settings` with another seed, in the typed settings and in the config (logged to W&B)."""
+    cfg = settings.cfg.copy()
+    cfg.seed = seed
+    return dataclasses.replace(settings, run=dataclasses.replace(settings.run, seed=seed), cfg=cfg)
+
+
+def train_seeds(settings: Settings, run_dir: Path, choices: dict[str, str],
+                job_summary: dict[str, Any]) -> dict[str, Any]:
+    """Train seeds `seed .. seed+seeds_per_trial-1` in turn, in `run_dir/seed_<s>/`.
+
+    Each seed writes its own summary.json (same fields as a job's). The first seed that fails
+    fails the trial (a diverging configuration rarely recovers on the next seed). Returns the
+    trial's figures: `final_return` = IQM of the seeds' final returns, and the per-seed values.
+    """
+    from ppo_lab.report.stats import iqm
+
+    first, count = settings.run.seed, settings.run.seeds_per_trial
+    overrides = [o for o in job_summary["overrides"] if o.lstrip("+").split("=")[0] != "seed"]
+    name = run_name_of(overrides, choices)
+    per_seed: list[dict[str, Any]] = []
+    for seed in range(first, first + count):
+        seed_dir = run_dir / f"seed_{seed}"
+        seed_dir.mkdir(exist_ok=True)
+        seed_summary = {**job_summary, "status": "running", "error": None, "seed": seed,
+                        "run_dir": str(seed_dir), "overrides": [*overrides, f"seed={seed}"]}
+        try:
+            with recorded(seed_dir / "summary.json", seed_summary):
+                seed_summary.update(train(with_seed(settings, seed), seed_dir, choices,
+                                          f"{name},seed={seed}"))
+        except Exception:
+            job_summary["failed_seed"] = seed  # the job's summary names the seed that failed
+            raise
+        per_seed.append(seed_summary)
+    returns = [s["final_return"] for s in per_seed if s.get("final_return") is not None]
+    return {
+        "final_return": float(iqm(returns)) if returns else None,
+        "objective": "IQM of the seeds' final returns",
+        "seeds": [s["seed"] for s in per_seed],
+        "seed_returns": [s.get("final_return") for s in per_seed],
+        "eval_return": _mean([s.get("eval_return") for s in per_seed]),
+        "global_step": sum(int(s.get("global_step") or 0) for s in per_seed),
+    }
+
+
+def _mean(values: list[Any]) -> float | None:
+    numbers = [float(v) for v in values if v is not None]
+    return sum(numbers) / len(numbers) if numbers else None

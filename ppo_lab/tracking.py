@@ -49,8 +49,27 @@ class NoTracker:
         pass
 
 
+def default_group(run_dir: Path, choices: dict[str, str]) -> str | None:
+    """The W&B group of a run whose `logger.group` is null.
+
+    The study (`experiment=<name>`) or search (`sweep=<name>`) it belongs to; else, for a job of
+    a plain multirun, its sweep dir (the nearest parent holding Hydra's `multirun.yaml`, also
+    found when `python -m ppo_lab.sweep rerun-failed` re-runs the job there); else None.
+    """
+    for group in ("experiment", "sweep"):
+        if choices.get(group):
+            return choices[group]
+    for parent in Path(run_dir).resolve().parents:
+        if (parent / "multirun.yaml").is_file():
+            return "/".join(parent.parts[-2:])
+    return None
+
+
 class WandbTracker:
     """A W&B run with the resolved config and every group's choice (what groups an ablation).
+
+    Jobs of one study or sweep share a W&B group (`default_group`), are tagged with the choice of
+    every config group, and are named by their overrides (what differs between them).
 
     Offline runs land in `<run_dir>/wandb/offline-run-*` for a later `wandb sync`.
     """
@@ -77,7 +96,7 @@ class WandbTracker:
             project=project,
             entity=entity,
             mode=mode,
-            group=group,
+            group=group or default_group(run_dir, choices),
             name=name or run_name,
             tags=[*(tags or []), *(f"{g}={c}" for g, c in sorted(choices.items()))],
             dir=str(run_dir),

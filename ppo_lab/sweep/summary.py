@@ -1,0 +1,176 @@
+"""The sweep summary: one row per job with its status, the values the sweep varied, its final
+metrics and its error, written as `sweep_summary.md` and `sweep_summary.csv` in the sweep dir.
+
+Reads job dirs through `ppo_lab.runs` (summary.json, .hydra/overrides.yaml, hydra.yaml), so it
+works on any sweep dir, finished or not, whatever launcher ran it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ppo_lab.runs import REPLICATE_KEY, TASK_KEYS, RunRecord, find_job_dirs, load_run
+
+FINISHED = "finished"
+MARKDOWN_NAME = "sweep_summary.md"
+CSV_NAME = "sweep_summary.csv"
+# (column, where in summary.json): the figures a job reports at its end
+METRIC_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("final_return", ("final_return",)),
+    ("eval_return", ("eval_return",)),
+    ("global_step", ("global_step",)),
+    ("SPS", ("final_metrics", "charts/SPS")),
+    ("wall_time_s", ("wall_time_s",)),
+)
+ERROR_WIDTH = 120  # characters of the error message shown in the markdown table
+
+
+@dataclass(frozen=True)
+class SweepTable:
+    """The rows of a sweep summary; `swept` names the columns that differ between jobs."""
+
+    sweep_dir: Path
+    runs: tuple[RunRecord, ...]
+    swept: tuple[str, ...]
+    columns: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Jobs per status."""
+        return Counter(run.status for run in self.runs)
+
+    @property
+    def unfinished(self) -> tuple[RunRecord, ...]:
+        """Jobs whose status is not `finished` (failed, interrupted, never started, ...)."""
+        return tuple(run for run in self.runs if run.status != FINISHED)
+
+
+def swept_keys(runs: Sequence[RunRecord]) -> list[str]:
+    """The factors (group choices and overrides) whose value differs across `runs`.
+
+    Method factors first (sorted), then the task (env) factors, then the seed.
+    """
+    factors = [run.factors for run in runs]
+    keys = {key for f in factors for key in f}
+    varied = [k for k in keys if len({f.get(k) for f in factors}) > 1]
+
+    def order(key: str) -> tuple[int, str]:
+        return (2 if key == REPLICATE_KEY else 1 if key in TASK_KEYS else 0, key)
+
+    return sorted(varied, key=order)
+
+
+def _lookup(summary: dict[str, Any] | None, path: tuple[str, ...]) -> Any:
+    value: Any = summary or {}
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _row(run: RunRecord, sweep_dir: Path, swept: Sequence[str]) -> dict[str, Any]:
+    factors = run.factors
+    row: dict[str, Any] = {"job": _relative(run.path, sweep_dir), "status": run.status}
+    row.update({key: factors.get(key, "") for key in swept})
+    row.update({name: _lookup(dict(run.summary or {}), path) for name, path in METRIC_COLUMNS})
+    seed_returns = (run.summary or {}).get("seed_returns")
+    if seed_returns is not None:
+        row["seed_returns"] = seed_returns
+    row["error"] = run.error or ""
+    return row
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)
+
+
+def summarize(sweep_dir: Path) -> SweepTable:
+    """Read every job under `sweep_dir` into a `SweepTable` (empty when it holds no job)."""
+    sweep_dir = Path(sweep_dir)
+    runs = tuple(load_run(job) for job in find_job_dirs(sweep_dir))
+    swept = tuple(swept_keys(runs))
+    rows = tuple(_row(run, sweep_dir, swept) for run in runs)
+    columns = ["job", "status", *swept, *(name for name, _ in METRIC_COLUMNS)]
+    if any("seed_returns" in row for row in rows):
+        columns.append("seed_returns")
+    columns.append("error")
+    return SweepTable(sweep_dir, runs, swept, tuple(columns), rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    return str(value)
+
+
+def _short_number(text: str) -> str:
+    """`0.0006466422717414558` -> `0.0006466` (sampled values); other text unchanged."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return f"{number:.4g}" if any(c in text for c in ".eE") and len(text) > 8 else text
+
+
+def _markdown_cell(value: Any, column: str) -> str:
+    text = _short_number(_cell(value)).replace("\n", " ").replace("|", "\\|")
+    if column == "error" and len(text) > ERROR_WIDTH:
+        text = text[: ERROR_WIDTH - 3] + "..."
+    return text
+
+
+def to_markdown(table: SweepTable) -> str:
+    """A markdown page: status counts, the re-run command when jobs failed, and the table."""
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(table.counts.items()))
+    lines = [f"# Sweep summary: {table.sweep_dir}", "",
+             f"{len(table.runs)} jobs: {counts or 'none'}.", ""]
+    if table.swept:
+        lines += [f"Swept: {', '.join(table.swept)}.", ""]
+    if table.unfinished:
+        lines += ["Re-run the jobs that did not finish (each in its own job dir):", "",
+                  f"    python -m ppo_lab.sweep rerun-failed {table.sweep_dir}", ""]
+    lines.append("| " + " | ".join(table.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
+    for row in table.rows:
+        lines.append("| " + " | ".join(_markdown_cell(row.get(c), c) for c in table.columns)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: SweepTable) -> str:
+    """The table as CSV, full error messages included."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(table.columns), lineterminator="\n")
+    writer.writeheader()
+    for row in table.rows:
+        writer.writerow({c: _cell(row.get(c)) for c in table.columns})
+    return out.getvalue()
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: readers see a whole file
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
+    """Write `sweep_summary.md` and `sweep_summary.csv` into `sweep_dir`; returns their paths."""
+    table = summarize(sweep_dir)
+    md, csv_path = Path(sweep_dir) / MARKDOWN_NAME, Path(sweep_dir) / CSV_NAME
+    _write_text(md, to_markdown(table))
+    _write_text(csv_path, to_csv(table))
+    return md, csv_path

@@ -1,0 +1,44 @@
+"""Test envs for sweeps: a CartPole that crashes inside training, after config validation.
+
+`env.id=tests.sweep_helpers:flaky_cartpole +env.kwargs.crash_seed=20` makes exactly the job
+whose vector env seeds env 20 (job seed 20 with 8 envs: seeds 20..27) raise after `crash_after`
+steps, so one job of a sweep fails while the others finish. With PPO_LAB_TEST_NO_CRASH=1 in
+the environment it never crashes: a re-run of the failed job then succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.wrappers import TimeLimit
+
+NO_CRASH_VAR = "PPO_LAB_TEST_NO_CRASH"
+
+
+class FlakyCartPole(CartPoleEnv):
+    """CartPole-v1 dynamics; raises RuntimeError after `crash_after` steps if it was seeded with
+    `crash_seed` (unless PPO_LAB_TEST_NO_CRASH is set)."""
+
+    def __init__(self, crash_seed: int | None = None, crash_after: int = 100, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.crash_seed, self.crash_after = crash_seed, crash_after
+        self.armed, self.steps = False, 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        if seed is not None:
+            self.armed = seed == self.crash_seed and not os.environ.get(NO_CRASH_VAR)
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        self.steps += 1
+        if self.armed and self.steps > self.crash_after:
+            raise RuntimeError(f"injected failure after {self.crash_after} steps "
+                               f"(crash_seed={self.crash_seed})")
+        return super().step(action)
+
+
+def flaky_cartpole(**kwargs: Any) -> TimeLimit:
+    """A `FlakyCartPole` with CartPole-v1's 500-step time limit."""
+    return TimeLimit(FlakyCartPole(**kwargs), max_episode_steps=500)

@@ -1,0 +1,307 @@
+"""Sweeps at scale: launcher presets, studies (experiments/), searches (sweeps/), failures, the
+sweep summary and re-running failed jobs.
+
+Fast tests compose every study, search and launcher preset through Hydra's compose API and
+validate each swept value. Slow tests launch real multiruns in subprocesses on tiny budgets
+(CartPole, 1024 steps, no evaluation, no W&B): through joblib (`local`) and `submitit_local`,
+each with one job made to fail inside training (tests/sweep_helpers.py), and a 4-trial Optuna
+search scored over 2 seeds per trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, RangeSweep
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from sweep_helpers import NO_CRASH_VAR
+
+from ppo_lab import launchers
+from ppo_lab.config import validate
+from ppo_lab.job import job_choices, run_name_of
+from ppo_lab.runs import find_job_dirs, load_run
+from ppo_lab.sweep.rerun import ATTEMPTS_DIR, _quote, move_attempt_aside
+from ppo_lab.sweep.summary import CSV_NAME, MARKDOWN_NAME, summarize
+from ppo_lab.tracking import default_group
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+STUDIES = sorted((REPO / "experiments").glob("*.yaml"))
+DETAILS = sorted((REPO / "experiments" / "detail").glob("*.yaml"))
+SEARCHES = sorted((REPO / "sweeps").glob("*.yaml"))
+WANDB_SPECS = sorted((REPO / "sweeps" / "wandb").glob("*.yaml"))
+LAUNCHERS = sorted((CONF / "hydra" / "launcher").glob("*.yaml"))
+TINY = ["total_timesteps=1024", "eval_episodes=0", "logger=none"]  # 4 updates of 8 x 32 steps
+# Seeds 0, 10, 20, 30 with 8 envs: only the job with seed 20 seeds an env with 20 and crashes.
+FLAKY = ["seed=0,10,20,30", "env.id=tests.sweep_helpers:flaky_cartpole",
+         "+env.kwargs.crash_seed=20"]
+FAILING_JOB = "2"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def hydra_conf() -> Iterator[None]:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()
+
+
+def compose_cfg(overrides: list[str], hydra: bool = False) -> DictConfig:
+    return compose("config", overrides=overrides, return_hydra_config=hydra)
+
+
+def swept_values(key: str, text: str) -> list[str]:
+    """The values a sweeper param takes (every value; the two ends of an Optuna interval)."""
+    override = OverridesParser.create().parse_overrides([f"{key}={text}"])[0]
+    value = override.value()
+    if isinstance(value, Glob):
+        loader = GlobalHydra.instance().config_loader()
+        return value.filter(loader.get_group_options(key))
+    if isinstance(value, IntervalSweep):
+        return [str(value.start), str(value.end)]
+    if isinstance(value, (ChoiceSweep, RangeSweep)):
+        return list(override.sweep_string_iterator())
+    return [str(value)]
+
+
+def check_grid(base: list[str]) -> int:
+    """Compose and validate `base` with each value of each swept param; returns how many."""
+    cfg = compose_cfg(base, hydra=True)
+    assert cfg.hydra.mode == RunMode.MULTIRUN, "a study or search is a multirun by itself"
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    assert params, "a study states its grid in hydra.sweeper.params"
+    checked = 0
+    for key, text in params.items():
+        for value in swept_values(key, str(text)):
+            validate(compose_cfg([*base, f"{key}={value}"]))
+            checked += 1
+    return checked
+
+
+def run_module(module: str, args: list[str], cwd: Path,
+               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
+        "PYTHONPATH", "")]), "WANDB_MODE": "disabled", **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def summaries(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    return {job.name: json.loads((job / "summary.json").read_text())
+            for job in find_job_dirs(sweep_dir)}
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def test_every_study_is_documented() -> None:
+    readme = (REPO / "experiments" / "README.md").read_text()
+    assert {p.stem for p in STUDIES} >= {"loss_ablation", "loss_ablation_atari",
+                                          "adv_norm_mujoco", "details"}
+    for path in [*STUDIES, *DETAILS, *SEARCHES]:
+        lines = path.read_text().splitlines()
+        assert lines[0] == "# @package _global_", f"{path}: a global-package delta"
+        assert len(lines) > 1 and lines[1].startswith("#"), f"{path}: says what it does"
+    for path in STUDIES:
+        assert "Question" in path.read_text(), f"{path}: states its question"
+        assert f"`{path.stem}`" in readme, f"experiments/README.md: no entry for {path.stem}"
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_study_composes(hydra_conf: None, path: Path) -> None:
+    assert check_grid([f"experiment={path.stem}"]) > 1
+
+
+@pytest.mark.parametrize("path", DETAILS, ids=lambda p: p.stem)
+def test_detail_variant_composes(hydra_conf: None, path: Path) -> None:
+    variant = validate(compose_cfg(["experiment=details", f"experiment/detail={path.stem}"]))
+    baseline = validate(compose_cfg(["experiment=details"]))
+    if path.stem != "baseline":  # a leave-one-out variant changes something
+        assert OmegaConf.to_container(variant.cfg) != OmegaConf.to_container(baseline.cfg)
+
+
+@pytest.mark.parametrize("path", SEARCHES, ids=lambda p: p.stem)
+def test_search_composes(hydra_conf: None, path: Path) -> None:
+    cfg = compose_cfg([f"sweep={path.stem}"], hydra=True)
+    assert cfg.hydra.runtime.choices["hydra/sweeper"] == "optuna"
+    assert cfg.seeds_per_trial > 1, "a trial is scored over several seeds"
+    assert check_grid([f"sweep={path.stem}"]) > 1
+
+
+@pytest.mark.parametrize("path", WANDB_SPECS, ids=lambda p: p.stem)
+def test_wandb_spec_drives_ppo_lab(hydra_conf: None, path: Path) -> None:
+    spec = yaml.safe_load(path.read_text())
+    assert spec["command"] == ["${env}", "${interpreter}", "-m", "ppo_lab", "${args_no_hyphens}"]
+    assert spec["metric"]["name"] == "final_return"
+    for key, param in spec["parameters"].items():
+        values = param.get("values") or [param[k] for k in ("value", "min", "max") if k in param]
+        for value in values:
+            validate(compose_cfg([f"{key}={value}"]))
+
+
+@pytest.mark.filterwarnings(f"ignore:{launchers.SCHEMA_NOTICE}:UserWarning")
+@pytest.mark.parametrize("path", LAUNCHERS, ids=lambda p: p.stem)
+def test_launcher_preset_spells_out_the_plugin_config(hydra_conf: None, path: Path) -> None:
+    launcher = compose_cfg([f"hydra/launcher={path.stem}"], hydra=True).hydra.launcher
+    preset = yaml.safe_load(path.read_text())
+    assert launcher._target_ == preset["_target_"]
+    plugin = preset["_target_"].split(".")[1]  # hydra_plugins.<plugin>.<module>.<class>
+    schema_module, schema_name = {
+        "hydra_joblib_launcher": ("config", "JobLibLauncherConf"),
+        "hydra_submitit_launcher": ("config", "LocalQueueConf" if "Local" in preset["_target_"]
+                                    else "SlurmQueueConf"),
+        "hydra_ray_launcher": ("_config", "RayLauncherConf"),
+    }[plugin]
+    config_module = pytest.importorskip(f"hydra_plugins.{plugin}.{schema_module}")
+    fields = {f.name for f in dataclasses.fields(getattr(config_module, schema_name))}
+    assert set(preset) == fields, "a preset spells out every field of the plugin's schema"
+
+
+def test_default_launcher_is_local_parallel(hydra_conf: None) -> None:
+    cfg = compose_cfg([], hydra=True)
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == "local"
+    assert cfg.hydra.callbacks.sweep_summary._target_.endswith("SweepSummaryCallback")
+    assert cfg.torch_threads == 1
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def test_launcher_falls_back_to_basic_without_joblib(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launchers, "plugin_installed", lambda module: False)
+    assert launchers.launcher_overrides(["-m", "seed=0,1"]) == ["hydra/launcher=basic"]
+    assert launchers.launcher_overrides(["-m", "hydra/launcher=slurm"]) == []
+    monkeypatch.setattr(launchers, "plugin_installed", lambda module: True)
+    assert launchers.launcher_overrides(["-m", "seed=0,1"]) == []
+
+
+def test_default_group(tmp_path: Path) -> None:
+    assert default_group(tmp_path, {"experiment": "loss_ablation"}) == "loss_ablation"
+    assert default_group(tmp_path, {"sweep": "cartpole_optuna"}) == "cartpole_optuna"
+    sweep = tmp_path / "multirun" / "2026-01-01_00-00-00"
+    (sweep / "3" / "seed_1").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("{}")
+    assert default_group(sweep / "3" / "seed_1", {}) == "multirun/2026-01-01_00-00-00"
+    assert default_group(tmp_path / "single_run", {}) is None
+
+
+def test_run_name_and_choices() -> None:
+    choices = {"loss": "clip", "env": "cartpole"}
+    assert run_name_of(["experiment=loss_ablation", "loss=clip", "seed=3"], choices) == \
+        "loss=clip,seed=3"
+    assert run_name_of([], choices) == "cartpole-clip"
+    hydra_cfg = OmegaConf.create({"runtime": {"choices": {
+        "loss": "clip", "experiment": None, "hydra/launcher": "local"}}})
+    assert job_choices(hydra_cfg) == {"loss": "clip"}
+
+
+def test_quoted_override_values_parse_back() -> None:
+    parser = OverridesParser.create()
+    for path in ["/tmp/a/b", "/tmp/with space/x", "/tmp/it's,odd=[1]"]:
+        override = parser.parse_overrides([f"hydra.run.dir={_quote(path)}"])[0]
+        assert override.value() == path
+
+
+def test_move_attempt_aside(tmp_path: Path) -> None:
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / "summary.json").write_text("{}")
+    assert move_attempt_aside(tmp_path) == tmp_path / ATTEMPTS_DIR / "1"
+    (tmp_path / "summary.json").write_text("{}")
+    assert move_attempt_aside(tmp_path) == tmp_path / ATTEMPTS_DIR / "2"
+    assert move_attempt_aside(tmp_path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", ATTEMPTS_DIR]
+
+
+# --------------------------------------------------------------------------- real sweeps
+
+
+def check_failed_sweep(sweep_dir: Path, result: subprocess.CompletedProcess[str]) -> None:
+    """One job failed inside training, the others finished, and every job wrote its summary."""
+    assert result.returncode != 0, "a sweep with a failed job exits non-zero"
+    jobs = summaries(sweep_dir)
+    assert sorted(jobs) == ["0", "1", "2", "3"]
+    statuses = {name: job["status"] for name, job in jobs.items()}
+    assert statuses == {"0": "finished", "1": "finished", FAILING_JOB: "failed", "3": "finished"}
+    assert "injected failure" in jobs[FAILING_JOB]["error"]
+    assert all(job["final_return"] is not None for n, job in jobs.items() if n != FAILING_JOB)
+
+
+@pytest.mark.slow
+def test_joblib_sweep_with_a_failing_job_then_rerun(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = run_module("ppo_lab", ["-m", *FLAKY, *TINY, f"hydra.sweep.dir={sweep_dir}"],
+                        tmp_path)
+    assert "Joblib" in result.stdout + result.stderr, "`-m` runs through joblib by default"
+    check_failed_sweep(sweep_dir, result)
+
+    summary = run_module("ppo_lab.sweep", ["summarize", str(sweep_dir)], tmp_path)
+    assert summary.returncode == 0, summary.stderr
+    md = (sweep_dir / MARKDOWN_NAME).read_text()
+    assert "3 finished" in md and "1 failed" in md and "injected failure" in md
+    assert f"python -m ppo_lab.sweep rerun-failed {sweep_dir}" in md
+    rows = (sweep_dir / CSV_NAME).read_text().splitlines()
+    assert rows[0].startswith("job,status,seed,final_return") and len(rows) == 5
+
+    before = {n: (sweep_dir / n / "summary.json").stat().st_mtime_ns for n in "013"}
+    rerun = run_module("ppo_lab.sweep", ["rerun-failed", str(sweep_dir)], tmp_path,
+                       {NO_CRASH_VAR: "1"})
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "[1/1]" in rerun.stdout, "only the failed job is re-run"
+    after = {n: (sweep_dir / n / "summary.json").stat().st_mtime_ns for n in "013"}
+    assert after == before, "finished jobs are left alone"
+    job = load_run(sweep_dir / FAILING_JOB)
+    assert job.status == "finished" and job.seed == 20
+    assert (sweep_dir / FAILING_JOB / ATTEMPTS_DIR / "1" / "summary.json").exists()
+    assert not summarize(sweep_dir).unfinished
+    assert "4 finished" in (sweep_dir / MARKDOWN_NAME).read_text()
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_with_a_failing_job(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = run_module("ppo_lab", ["-m", "hydra/launcher=submitit_local", *FLAKY, *TINY,
+                                    f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert "Submitit 'local'" in result.stdout + result.stderr
+    check_failed_sweep(sweep_dir, result)
+    assert (sweep_dir / ".submitit").is_dir()
+    table = summarize(sweep_dir)
+    assert [run.path.name for run in table.unfinished] == [FAILING_JOB]
+
+
+@pytest.mark.slow
+def test_optuna_search_scores_trials_over_seeds(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = run_module("ppo_lab", [
+        "-m", "sweep=cartpole_optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+        "seeds_per_trial=2", *TINY, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    trials = summaries(sweep_dir)
+    assert len(trials) == 4
+    for name, trial in trials.items():
+        assert trial["status"] == "finished" and trial["seeds"] == [1, 2]
+        seed_runs = [json.loads((sweep_dir / name / f"seed_{s}" / "summary.json").read_text())
+                     for s in (1, 2)]
+        assert [run["status"] for run in seed_runs] == ["finished", "finished"]
+        returns = [run["final_return"] for run in seed_runs]
+        assert trial["seed_returns"] == returns
+        assert trial["final_return"] == pytest.approx(sum(returns) / 2)  # IQM of 2 = mean
+    assert best["best_value"] == pytest.approx(max(t["final_return"] for t in trials.values()))
+    md = (sweep_dir / MARKDOWN_NAME).read_text()  # written by the callback at multirun end
+    assert "4 finished" in md and "optim.lr" in md and "seed_returns" in md
