@@ -29,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from sweep_helpers import NO_CRASH_VAR
 
-from ppo_lab import launchers
+from ppo_lab.__main__ import PRESET_SCHEMA_NOTICE
 from ppo_lab.config import validate
 from ppo_lab.job import job_choices, run_name_of
 from ppo_lab.runs import find_job_dirs, load_run
@@ -155,7 +155,7 @@ def test_wandb_spec_drives_ppo_lab(hydra_conf: None, path: Path) -> None:
             validate(compose_cfg([f"{key}={value}"]))
 
 
-@pytest.mark.filterwarnings(f"ignore:{launchers.SCHEMA_NOTICE}:UserWarning")
+@pytest.mark.filterwarnings(f"ignore:{PRESET_SCHEMA_NOTICE}:UserWarning")
 @pytest.mark.parametrize("path", LAUNCHERS, ids=lambda p: p.stem)
 def test_launcher_preset_spells_out_the_plugin_config(hydra_conf: None, path: Path) -> None:
     launcher = compose_cfg([f"hydra/launcher={path.stem}"], hydra=True).hydra.launcher
@@ -181,14 +181,6 @@ def test_default_launcher_is_local_parallel(hydra_conf: None) -> None:
 
 
 # --------------------------------------------------------------------------- small pieces
-
-
-def test_launcher_falls_back_to_basic_without_joblib(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launchers, "plugin_installed", lambda module: False)
-    assert launchers.launcher_overrides(["-m", "seed=0,1"]) == ["hydra/launcher=basic"]
-    assert launchers.launcher_overrides(["-m", "hydra/launcher=slurm"]) == []
-    monkeypatch.setattr(launchers, "plugin_installed", lambda module: True)
-    assert launchers.launcher_overrides(["-m", "seed=0,1"]) == []
 
 
 def test_default_group(tmp_path: Path) -> None:
