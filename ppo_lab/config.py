@@ -65,6 +65,7 @@ class RunSettings:
     torch_threads: Annotated[int, Range(0, None)]
     checkpoint_interval: Annotated[int, Range(0, None)]
     eval_episodes: Annotated[int, Range(0, None)]
+    resume: bool = True  # continue from <run dir>/checkpoint.pt when there is one (requeue)
     eval_interval: Annotated[int, Range(0, None)] = 0
     eval_video: bool = False
     seeds_per_trial: PositiveInt = 1  # >1: one job trains several seeds (ppo_lab/job.py)

@@ -26,7 +26,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ppo_lab.checkpoint import save_checkpoint
+from ppo_lab.checkpoint import load_checkpoint, save_checkpoint
 from ppo_lab.config import Settings, build
 from ppo_lab.envs import VectorEnv
 from ppo_lab.losses.policy import adapt_kl_beta
@@ -76,6 +76,10 @@ class Normalizers:
     def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name).state_dict() for name in ("obs", "reward", "value_target")
                 if getattr(self, name) is not None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, stats in state.items():
+            getattr(self, name).load_state_dict(stats)
 
 
 class DiagnosticMeans:
@@ -349,8 +353,8 @@ def evaluate_and_log(settings: Settings, agent: ActorCritic, norm: Normalizers,
 
 def checkpoint_state(settings: Settings, agent: ActorCritic, optimizer: torch.optim.Optimizer,
                      norm: Normalizers, global_step: int, update_index: int,
-                     kl_beta: float | None, observation_space: gym.Space,
-                     action_space: gym.Space) -> dict[str, Any]:
+                     kl_beta: float | None, recent_returns: list[float],
+                     observation_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
     """Everything needed to resume training or to run the policy as it was trained."""
     return {
         "model": agent.state_dict(),
@@ -359,11 +363,25 @@ def checkpoint_state(settings: Settings, agent: ActorCritic, optimizer: torch.op
         "global_step": global_step,
         "update": update_index,
         "kl_beta": kl_beta,
+        "recent_returns": recent_returns,
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
         "config": OmegaConf.to_container(settings.cfg, resolve=True),
         "observation_space": observation_space,
         "action_space": action_space,
     }
+
+
+def check_resumable(state: dict[str, Any], settings: Settings, path: Path) -> None:
+    """A checkpoint is only continued by the configuration that wrote it."""
+    config = OmegaConf.to_container(settings.cfg, resolve=True)
+    assert isinstance(config, dict)
+    ignore = {"resume", "total_timesteps", "eval_episodes", "eval_interval", "eval_video",
+              "checkpoint_interval", "logger", "device", "torch_threads"}
+    differs = sorted(k for k in config.keys() | state["config"].keys()
+                     if k not in ignore and config.get(k) != state["config"].get(k))
+    if differs:
+        raise ConfigError([f"{path} was written by a run whose {', '.join(differs)} differ; "
+                           "use a fresh run dir (hydra.run.dir=...) or resume=false"])
 
 
 def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: str,
@@ -380,41 +398,56 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
 
     envs: VectorEnv = build(cfg.env, num_envs=run.num_envs)
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    obs_shape = tuple(obs_space.shape or ())
+    checkpoint_path = run_dir / "checkpoint.pt"
     try:
         agent = build_agent(settings, choices, obs_space, action_space).to(device)
+        optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
+        norm_cfg = settings.normalization
+        norm = Normalizers(
+            obs=RunningMeanStd(obs_shape, device=device) if norm_cfg.observation else None,
+            obs_clip=norm_cfg.obs_clip,
+            reward=RewardScaler(run.num_envs, run.gamma, norm_cfg.reward_clip, device=device)
+            if norm_cfg.reward else None,
+            value_target=RunningMeanStd((), device=device) if norm_cfg.value_target else None,
+        )
+        base_lrs = [group["lr"] for group in optimizer.param_groups]
+        kl_beta = settings.loss.initial_kl_beta  # KL-penalty coefficient: trainer state
+        recent_returns: list[float] = []
+        global_step, first_update = 0, 1
+        if run.resume and checkpoint_path.exists():  # a requeued job continues where it stopped
+            state = load_checkpoint(checkpoint_path, map_location=device)
+            check_resumable(state, settings, checkpoint_path)
+            agent.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            norm.load_state_dict(state["normalizers"])
+            torch.set_rng_state(state["rng"]["torch"])
+            np.random.set_state(state["rng"]["numpy"])
+            kl_beta, recent_returns = state["kl_beta"], state["recent_returns"]
+            global_step, first_update = state["global_step"], state["update"] + 1
     except ConfigError:
         envs.close()
         raise
-    optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    norm_cfg = settings.normalization
-    obs_shape = tuple(obs_space.shape or ())
-    norm = Normalizers(
-        obs=RunningMeanStd(obs_shape, device=device) if norm_cfg.observation else None,
-        obs_clip=norm_cfg.obs_clip,
-        reward=RewardScaler(run.num_envs, run.gamma, norm_cfg.reward_clip, device=device)
-        if norm_cfg.reward else None,
-        value_target=RunningMeanStd((), device=device) if norm_cfg.value_target else None,
-    )
     buf = Rollout.allocate(run.num_steps, run.num_envs, obs_space, action_space, device)
     raw_obs = (torch.zeros(buf.obs.shape, dtype=torch.float32, device=device)
                if norm.obs is not None else None)
-    kl_beta = settings.loss.initial_kl_beta  # KL-penalty coefficient: trainer state, checkpointed
 
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     tracker: Tracker = build(cfg.logger, run_dir=run_dir, config=config_dict, choices=choices,
                              run_name=run_name)
     metrics = MetricsFile(run_dir / "metrics.jsonl")
     progress = Progress(run.total_timesteps)
-    recent_returns: list[float] = []
-    global_step, exit_code = 0, 1
+    exit_code = 1
     figures: dict[str, Any] = {"reward_threshold": envs.reward_threshold}
     last_metrics: dict[str, float] = {}
     try:
-        obs_np = envs.reset(seed=run.seed)
+        obs_np = envs.reset(seed=run.seed + first_update - 1)  # fresh episodes after a resume
         start = time.perf_counter()
+        start_step = global_step
+        if first_update > 1:
+            figures["resumed_from_step"] = start_step
         eval_seconds = 0.0  # time in periodic evaluations, left out of charts/SPS
-        for update_index in range(1, run.num_updates + 1):
+        for update_index in range(first_update, run.num_updates + 1):
             if run.anneal_lr:  # detail: learning rate decays linearly to 0
                 frac = 1.0 - (update_index - 1) / run.num_updates
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
@@ -433,7 +466,7 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
 
             elapsed = time.perf_counter() - start
             record: dict[str, float] = {
-                "charts/SPS": global_step / (elapsed - eval_seconds),
+                "charts/SPS": (global_step - start_step) / (elapsed - eval_seconds),
                 "charts/learning_rate": optimizer.param_groups[0]["lr"],
                 **diagnostics,
             }
@@ -458,13 +491,13 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
                 eval_seconds += time.perf_counter() - eval_start
 
             if run.checkpoint_interval and update_index % run.checkpoint_interval == 0:
-                save_checkpoint(run_dir / "checkpoint.pt", checkpoint_state(
+                save_checkpoint(checkpoint_path, checkpoint_state(
                     settings, agent, optimizer, norm, global_step, update_index, kl_beta,
-                    obs_space, action_space))
+                    recent_returns, obs_space, action_space))
 
-        save_checkpoint(run_dir / "checkpoint.pt", checkpoint_state(
+        save_checkpoint(checkpoint_path, checkpoint_state(
             settings, agent, optimizer, norm, global_step, run.num_updates, kl_beta,
-            obs_space, action_space))
+            recent_returns, obs_space, action_space))
         figures["train_time_s"] = round(time.perf_counter() - start, 3)
         if run.eval_episodes:
             eval_returns = evaluate_and_log(settings, agent, norm, device,

@@ -111,3 +111,33 @@ def assert_wandb_run_holds_the_metrics(offline_run: Path, summary: dict) -> None
     history = [r["history"]["item"] for r in records if r["type"] == "history"]
     assert len(history) == summary["global_step"] // 256  # one row per update (+ eval merged)
     assert any("charts/episodic_return" in h for h in history)
+
+
+def _train_in(run_dir: Path, compose_cfg, *overrides: str) -> dict:
+    from ppo_lab.config import validate
+    from ppo_lab.train import train
+
+    cfg = compose_cfg("logger=none", "eval_episodes=0", "checkpoint_interval=4", *overrides)
+    return train(validate(cfg), run_dir, {}, "resume-test")
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint(tmp_path, compose_cfg):
+    first = _train_in(tmp_path, compose_cfg, "total_timesteps=2560")  # 10 updates of 256
+    assert first["global_step"] == 2560 and "resumed_from_step" not in first
+    second = _train_in(tmp_path, compose_cfg, "total_timesteps=5120")  # same dir: continue
+    assert second["resumed_from_step"] == 2560
+    assert second["global_step"] == 5120
+    steps = [json.loads(line)["global_step"]
+             for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [256 * i for i in range(1, 21)], "the second attempt continues the first"
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["update"] == 20
+
+
+def test_a_checkpoint_is_only_resumed_by_the_config_that_wrote_it(tmp_path, compose_cfg):
+    from ppo_lab.schema import ConfigError
+
+    _train_in(tmp_path, compose_cfg, "total_timesteps=1024")
+    with pytest.raises(ConfigError, match="gamma differ"):
+        _train_in(tmp_path, compose_cfg, "total_timesteps=2048", "gamma=0.9")
+    fresh = _train_in(tmp_path, compose_cfg, "total_timesteps=1024", "gamma=0.9", "resume=false")
+    assert "resumed_from_step" not in fresh
