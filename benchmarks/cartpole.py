@@ -14,50 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
-import envpool
-import numpy as np
-from hydra import compose, initialize_config_dir
+from common import backend_sps, compose_config, raw_envpool_sps
 
 from ppo_lab.config import validate
-from ppo_lab.envs import make_vector_env
 from ppo_lab.train import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 SOLVED = 475.0
 
 
-def raw_envpool_sps(num_envs: int, steps: int) -> float:
-    envs = envpool.make_gymnasium("CartPole-v1", num_envs=num_envs, seed=0, num_threads=1)
-    envs.reset()
-    actions = np.random.default_rng(0).integers(0, 2, (steps, num_envs))
-    start = time.perf_counter()
-    for a in actions:
-        envs.step(a)
-    sps = steps * num_envs / (time.perf_counter() - start)
-    envs.close()
-    return sps
-
-
-def raw_backend_sps(backend: str, num_envs: int, steps: int) -> float:
-    """Our backend wrapper (same-step reset, episode bookkeeping) with random actions."""
-    envs = make_vector_env(num_envs, id="CartPole-v1", backend=backend)
-    envs.reset(seed=0)
-    actions = np.random.default_rng(0).integers(0, 2, (steps, num_envs))
-    start = time.perf_counter()
-    for a in actions:
-        envs.step(a)
-    sps = steps * num_envs / (time.perf_counter() - start)
-    envs.close()
-    return sps
-
-
 def train_once(overrides: list[str], run_dir: Path) -> tuple[dict, list[dict]]:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["logger=none", "eval_episodes=0", *overrides])
-    settings = validate(cfg)
+    settings = validate(compose_config(*overrides))
     figures = train(settings, run_dir, {}, "benchmark")
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return figures, records
@@ -76,12 +44,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="training runs (seeds seed..)")
     args = parser.parse_args()
-    num_envs = 8
+    num_envs = compose_config().num_envs
 
-    print(f"CartPole-v1, {num_envs} envs")
-    raw_pool = raw_envpool_sps(num_envs, 20_000)
-    raw_sync = raw_backend_sps("gymnasium_sync", num_envs, 20_000)
-    ours_pool = raw_backend_sps("envpool", num_envs, 20_000)
+    print(f"CartPole-v1, {num_envs} envs (the default config)")
+    steps = 20_000 // num_envs
+    raw_pool = raw_envpool_sps(compose_config("env.backend=envpool"), steps)
+    ours_pool = backend_sps(compose_config("env.backend=envpool"), steps)
+    raw_sync = backend_sps(compose_config("env.backend=gymnasium_sync"), steps)
     print(f"  raw envpool stepping (random actions, 1 thread)   {raw_pool:>10,.0f} SPS")
     print(f"  ppo_lab envpool backend (random actions)          {ours_pool:>10,.0f} SPS")
     print(f"  ppo_lab gymnasium_sync backend (random actions)   {raw_sync:>10,.0f} SPS")

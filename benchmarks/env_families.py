@@ -14,58 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
-import envpool
-import gymnasium as gym
-import numpy as np
-from hydra import compose, initialize_config_dir
+from common import backend_sps, compose_config, raw_envpool_sps
 from omegaconf import DictConfig
 
-from ppo_lab.config import build, validate
+from ppo_lab.config import validate
 from ppo_lab.train import train
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def compose_env(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=["logger=none", "eval_episodes=0", *overrides])
-
-
-def random_actions(space: gym.Space, steps: int, num_envs: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    if isinstance(space, gym.spaces.Discrete):
-        return rng.integers(0, space.n, (steps, num_envs))
-    return rng.uniform(space.low, space.high, (steps, num_envs, *space.shape))
-
-
-def raw_envpool_sps(cfg: DictConfig, steps: int) -> float:
-    """envpool alone: its native auto-reset, no Python bookkeeping."""
-    envs = envpool.make_gymnasium(cfg.env.id, num_envs=cfg.num_envs, seed=0,
-                                  num_threads=cfg.env.envpool_threads, **cfg.env.kwargs)
-    envs.reset()
-    actions = random_actions(envs.action_space, steps, cfg.num_envs)
-    start = time.perf_counter()
-    for a in actions:
-        envs.step(a)
-    sps = steps * cfg.num_envs / (time.perf_counter() - start)
-    envs.close()
-    return sps
-
-
-def backend_sps(cfg: DictConfig, steps: int) -> float:
-    """The ppo_lab backend as the loop drives it, random actions."""
-    envs = build(cfg.env, num_envs=cfg.num_envs)
-    envs.reset(seed=0)
-    actions = random_actions(envs.single_action_space, steps, cfg.num_envs)
-    start = time.perf_counter()
-    for a in actions:
-        envs.step(a)
-    sps = steps * cfg.num_envs / (time.perf_counter() - start)
-    envs.close()
-    return sps
 
 
 def training_sps(cfg: DictConfig, updates: int) -> tuple[float, float]:
@@ -91,7 +46,7 @@ def main() -> None:
         "mujoco": ["env=mujoco"],
     }
     for name, overrides in families.items():
-        cfg = compose_env(*overrides)
+        cfg = compose_config(*overrides)
         raw_steps = 4_000 if name == "atari" else 20_000
         raw = raw_envpool_sps(cfg, raw_steps // cfg.num_envs)
         ours = backend_sps(cfg, raw_steps // cfg.num_envs)

@@ -79,6 +79,12 @@ def _info(
     }
 
 
+def _clipped_objective(ratio: Tensor, advantages: Tensor, clip_eps: float) -> Tensor:
+    """Per-sample min(r A, clip(r, 1 - eps, 1 + eps) A) [B]."""
+    clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages  # clip(r, 1-eps, 1+eps) A
+    return torch.minimum(ratio * advantages, clipped)  # min(r A, clip(r) A)
+
+
 def vanilla(
     logp_new: Tensor,
     logp_old: Tensor,
@@ -117,8 +123,7 @@ def clip(
     """
     log_ratio = logp_new - logp_old
     ratio = log_ratio.exp()  # r = pi_theta / pi_old
-    clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages  # clip(r, 1-eps, 1+eps) A
-    objective = torch.minimum(ratio * advantages, clipped)  # min(r A, clip(r) A)
+    objective = _clipped_objective(ratio, advantages, clip_eps)
     return _loss(objective, weight), _info(log_ratio, ratio, clip_eps)
 
 
@@ -144,8 +149,7 @@ def dual_clip(
     """
     log_ratio = logp_new - logp_old
     ratio = log_ratio.exp()  # r = pi_theta / pi_old
-    clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages  # clip(r, 1-eps, 1+eps) A
-    objective = torch.minimum(ratio * advantages, clipped)  # min(r A, clip(r) A)
+    objective = _clipped_objective(ratio, advantages, clip_eps)  # min(r A, clip(r) A)
     bound = dual_clip * advantages  # c A
     negative = advantages < 0
     objective_dual = torch.where(negative, torch.maximum(objective, bound), objective)

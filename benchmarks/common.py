@@ -1,0 +1,58 @@
+"""Shared measuring pieces of the benchmark scripts (run them as `python benchmarks/<name>.py`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import envpool
+import gymnasium as gym
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from ppo_lab.config import build
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The app's config with W&B and the final evaluation off (they are not what is timed)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=["logger=none", "eval_episodes=0", *overrides])
+
+
+def random_actions(space: gym.Space, steps: int, num_envs: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if isinstance(space, gym.spaces.Discrete):
+        return rng.integers(0, space.n, (steps, num_envs))
+    return rng.uniform(space.low, space.high, (steps, num_envs, *space.shape))
+
+
+def stepping_sps(step: Callable[[np.ndarray], Any], actions: np.ndarray) -> float:
+    """Env steps per second of `step` over a [steps, num_envs, ...] array of actions."""
+    start = time.perf_counter()
+    for a in actions:
+        step(a)
+    return actions.shape[0] * actions.shape[1] / (time.perf_counter() - start)
+
+
+def raw_envpool_sps(cfg: DictConfig, steps: int) -> float:
+    """envpool alone, configured as the env entry configures it: the limit of any loop."""
+    envs = envpool.make_gymnasium(cfg.env.id, num_envs=cfg.num_envs, seed=0,
+                                  num_threads=cfg.env.envpool_threads, **cfg.env.kwargs)
+    envs.reset()
+    sps = stepping_sps(envs.step, random_actions(envs.action_space, steps, cfg.num_envs))
+    envs.close()
+    return sps
+
+
+def backend_sps(cfg: DictConfig, steps: int) -> float:
+    """The ppo_lab backend of `cfg.env` as the loop drives it (same-step reset, bookkeeping)."""
+    envs = build(cfg.env, num_envs=cfg.num_envs)
+    envs.reset(seed=0)
+    sps = stepping_sps(envs.step, random_actions(envs.single_action_space, steps, cfg.num_envs))
+    envs.close()
+    return sps
