@@ -3,6 +3,7 @@
 Prints, for CartPole-v1 with the default 8 envs:
   - raw stepping SPS with random actions (envpool, 1 thread; gymnasium sync vector env): the limit
   - ppo_lab training SPS of the default config at the same num_envs, and ours / raw
+  - the collection phase alone (policy + env + buffer) per backend: the hot loop's overhead
   - training SPS with each backend (gymnasium_sync vs envpool), alternated: picks the default
   - the wall time (and env steps) until the mean return of the last 10 episodes reaches 475
 
@@ -14,12 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
+import torch
 from common import backend_sps, compose_config, raw_envpool_sps
 
-from ppo_lab.config import validate
-from ppo_lab.train import train
+from ppo_lab.config import build, validate
+from ppo_lab.rollout import Rollout
+from ppo_lab.train import Normalizers, collect_rollout, train
 
 SOLVED = 475.0
 
@@ -29,6 +33,27 @@ def train_once(overrides: list[str], run_dir: Path) -> tuple[dict, list[dict]]:
     figures = train(settings, run_dir, {}, "benchmark")
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return figures, records
+
+
+def rollout_sps(overrides: list[str], rollouts: int = 100) -> float:
+    """SPS of the loop's collection phase alone (policy forward + env step + buffer writes)."""
+    settings = validate(compose_config(*overrides))
+    run = settings.run
+    torch.set_num_threads(run.torch_threads)
+    envs = build(settings.cfg.env, num_envs=run.num_envs)
+    space = envs.single_observation_space
+    agent = build(settings.cfg.network, observation_space=space,
+                  action_space=envs.single_action_space)
+    buf = Rollout.allocate(run.num_steps, run.num_envs, space, envs.single_action_space,
+                           torch.device("cpu"))
+    norm = Normalizers(obs=None, obs_clip=10.0, reward=None, value_target=None)
+    obs = envs.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(rollouts):
+        obs, _, _ = collect_rollout(envs, agent, buf, obs, norm, None)
+    sps = rollouts * run.batch_size / (time.perf_counter() - start)
+    envs.close()
+    return sps
 
 
 def time_to_solve(records: list[dict]) -> tuple[float, int] | None:
@@ -54,6 +79,11 @@ def main() -> None:
     print(f"  raw envpool stepping (random actions, 1 thread)   {raw_pool:>10,.0f} SPS")
     print(f"  ppo_lab envpool backend (random actions)          {ours_pool:>10,.0f} SPS")
     print(f"  ppo_lab gymnasium_sync backend (random actions)   {raw_sync:>10,.0f} SPS")
+
+    for backend in ("gymnasium_sync", "envpool"):
+        sps = rollout_sps([f"env.backend={backend}"])
+        print(f"  rollout collection only, {backend:15s} {sps:>10,.0f} SPS "
+              f"= {sps / raw_pool:.2f} x raw envpool")
 
     print("training SPS by backend (default config, 30k steps, alternated):")
     for _ in range(2):

@@ -42,7 +42,7 @@ def stepping_sps(step: Callable[[np.ndarray], Any], actions: np.ndarray) -> floa
 def raw_envpool_sps(cfg: DictConfig, steps: int) -> float:
     """envpool alone, configured as the env entry configures it: the limit of any loop."""
     envs = envpool.make_gymnasium(cfg.env.id, num_envs=cfg.num_envs, seed=0,
-                                  num_threads=cfg.env.envpool_threads, **cfg.env.kwargs)
+                                  num_threads=cfg.env.get("envpool_threads", 1), **cfg.env.kwargs)
     envs.reset()
     sps = stepping_sps(envs.step, random_actions(envs.action_space, steps, cfg.num_envs))
     envs.close()

@@ -24,6 +24,33 @@ def action_shape_dtype(space: gym.Space) -> tuple[tuple[int, ...], torch.dtype]:
 
 
 @dataclass
+class HostSteps:
+    """Rewards and episode ends as the envs return them, [T, N] numpy arrays in host memory.
+
+    The collector writes each step with a numpy copy (no torch op, no device transfer per step)
+    and `Rollout.upload` moves the whole rollout to the device in three copies. On CUDA the arrays
+    view pinned memory, so those copies are asynchronous.
+    """
+
+    rewards: np.ndarray  # float32
+    terminated: np.ndarray  # bool
+    done: np.ndarray  # bool: terminated or truncated
+
+    @classmethod
+    def allocate(cls, num_steps: int, num_envs: int, pin: bool) -> HostSteps:
+        def empty(dtype: torch.dtype) -> np.ndarray:
+            return torch.zeros((num_steps, num_envs), dtype=dtype, pin_memory=pin).numpy()
+
+        return cls(empty(torch.float32), empty(torch.bool), empty(torch.bool))
+
+    def record(self, t: int, reward: np.ndarray, terminated: np.ndarray,
+               truncated: np.ndarray) -> None:
+        self.rewards[t] = reward
+        self.terminated[t] = terminated
+        np.logical_or(terminated, truncated, out=self.done[t])
+
+
+@dataclass
 class Rollout:
     """T steps of N envs. Filled by the collector, read by the estimator and the update.
 
@@ -45,6 +72,7 @@ class Rollout:
     values: Tensor
     next_values: Tensor
     last_obs: Tensor  # s_T, the observation after the last step [N, *obs]
+    host: HostSteps  # per-step env outputs staged in host memory, moved once per rollout
     truncations: list[tuple[int, Tensor, Tensor]] = field(default_factory=list)
     """(t, env indices [K], final observations [K, *obs]) of episodes truncated at step t."""
 
@@ -69,7 +97,14 @@ class Rollout:
             values=zeros(steps),
             next_values=zeros(steps),
             last_obs=zeros((num_envs, *obs_shape), obs_dtype),
+            host=HostSteps.allocate(num_steps, num_envs, pin=device.type == "cuda"),
         )
+
+    def upload(self) -> None:
+        """Copy the staged rewards and episode ends to the device tensors (once per rollout)."""
+        self.rewards.copy_(torch.from_numpy(self.host.rewards), non_blocking=True)
+        self.terminated.copy_(torch.from_numpy(self.host.terminated), non_blocking=True)
+        self.done.copy_(torch.from_numpy(self.host.done), non_blocking=True)
 
     @property
     def num_steps(self) -> int:

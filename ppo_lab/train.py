@@ -136,12 +136,7 @@ def collect_rollout(
             buf.obs[t].copy_(norm.observation(raw_obs[t]))  # detail: observation normalization
         buf.actions[t] = agent.act(buf.obs[t])
         step = envs.step(env_actions(buf.actions[t], action_space))
-        reward = torch.from_numpy(step.reward).to(device, non_blocking=True)
-        buf.terminated[t].copy_(torch.from_numpy(step.terminated), non_blocking=True)
-        buf.done[t].copy_(torch.from_numpy(step.terminated | step.truncated), non_blocking=True)
-        if norm.reward is not None:
-            reward = norm.reward(reward, buf.done[t])  # detail: reward scaling by std of returns
-        buf.rewards[t].copy_(reward)
+        buf.host.record(t, step.reward, step.terminated, step.truncated)
         if step.final_obs is not None:  # detail: a time limit bootstraps from V(final obs)
             truncated = np.flatnonzero(step.truncated & ~step.terminated)
             final = torch.from_numpy(step.final_obs).to(device)
@@ -153,6 +148,10 @@ def collect_rollout(
         obs_np = step.obs
     obs_t = torch.from_numpy(obs_np)
     buf.last_obs.copy_(norm.observation(obs_t.to(device)) if norm.obs is not None else obs_t)
+    buf.upload()
+    if norm.reward is not None:  # detail: reward scaling by the std of discounted returns
+        for t in range(buf.num_steps):  # in step order: the scaler's running return is sequential
+            buf.rewards[t] = norm.reward(buf.rewards[t], buf.done[t])
     return obs_np, returns, lengths
 
 

@@ -18,7 +18,7 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 def mlp_encoder(in_features: int, hidden_sizes: Sequence[int], activation: str) -> nn.Sequential:
     """Linear -> activation blocks with orthogonal init (gain sqrt(2)), features [B, hidden[-1]]."""
-    layers: list[nn.Module] = [nn.Flatten()]
+    layers: list[nn.Module] = []
     for width in hidden_sizes:
         linear = orthogonal_(nn.Linear(in_features, width), math.sqrt(2))
         layers += [linear, ACTIVATIONS[activation]()]
