@@ -22,8 +22,9 @@ import torch
 from common import backend_sps, compose_config, raw_envpool_sps
 
 from ppo_lab.config import build, validate
+from ppo_lab.normalization import Normalizers
 from ppo_lab.rollout import Rollout
-from ppo_lab.train import Normalizers, collect_rollout, train
+from ppo_lab.train import collect_rollout, train
 
 SOLVED = 475.0
 

@@ -27,7 +27,13 @@ from torch import Tensor
 
 from ppo_lab.schema import POSITIVE, UNIT_INTERVAL
 
-__all__ = ["NormalizationSettings", "RewardScaler", "RunningMeanStd", "normalize_advantages"]
+__all__ = [
+    "NormalizationSettings",
+    "Normalizers",
+    "RewardScaler",
+    "RunningMeanStd",
+    "normalize_advantages",
+]
 
 _STATS_DTYPE = torch.float64  # accumulators: float32 loses the variance after ~1e7 samples
 
@@ -257,3 +263,44 @@ class NormalizationSettings:
     value_target: bool = False
     """Normalize value targets with a RunningMeanStd of the returns: the critic predicts
     normalized values, denormalized before they enter the advantage estimator."""
+
+
+@dataclasses.dataclass
+class Normalizers:
+    """The running statistics a run keeps, per `NormalizationSettings`; all of them go into
+    checkpoints and the saved policy, so evaluation sees what training saw."""
+
+    obs: RunningMeanStd | None
+    obs_clip: float
+    reward: RewardScaler | None
+    value_target: RunningMeanStd | None
+
+    def observation(self, raw: Tensor) -> Tensor:
+        """What the networks see: raw, or clip((o - mean) / std, +-obs_clip)."""
+        if self.obs is None:
+            return raw
+        return self.obs.normalize(raw.float(), clip=self.obs_clip)
+
+    def values(self, critic_output: Tensor) -> Tensor:
+        """The critic's output in return units (it predicts normalized targets when that is on)."""
+        return critic_output if self.value_target is None else self.value_target.denormalize(
+            critic_output)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name).state_dict() for name in ("obs", "reward", "value_target")
+                if getattr(self, name) is not None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, stats in state.items():
+            getattr(self, name).load_state_dict(stats)
+
+    @classmethod
+    def build(cls, settings: NormalizationSettings, obs_shape: Sequence[int], num_envs: int,
+              gamma: float, device: torch.device) -> Normalizers:
+        return cls(
+            obs=RunningMeanStd(obs_shape, device=device) if settings.observation else None,
+            obs_clip=settings.obs_clip,
+            reward=RewardScaler(num_envs, gamma, settings.reward_clip, device=device)
+            if settings.reward else None,
+            value_target=RunningMeanStd((), device=device) if settings.value_target else None,
+        )

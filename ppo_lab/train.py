@@ -15,8 +15,6 @@ config entry that switches it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +24,19 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ppo_lab.checkpoint import load_checkpoint, save_checkpoint
+from ppo_lab.checkpoint import check_resumable, checkpoint_state, load_checkpoint, save_checkpoint
 from ppo_lab.config import Settings, build
-from ppo_lab.envs import VectorEnv
+from ppo_lab.envs import VectorEnv, env_actions
+from ppo_lab.evaluation import evaluate_and_log
 from ppo_lab.losses.policy import adapt_kl_beta
 from ppo_lab.networks import ActorCritic
-from ppo_lab.normalization import RewardScaler, RunningMeanStd, normalize_advantages
+from ppo_lab.normalization import Normalizers, normalize_advantages
 from ppo_lab.progress import Progress
 from ppo_lab.rollout import Rollout, observation_dtype
 from ppo_lab.schema import ConfigError
 from ppo_lab.tracking import MetricsFile, Tracker
 
 RECENT_EPISODES = 10  # "final return" = mean undiscounted return of the last 10 training episodes
-EVAL_SEED_OFFSET = 1_000_000  # evaluation envs are seeded apart from the training envs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,35 +49,6 @@ def resolve_device(name: str) -> torch.device:
 def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@dataclass
-class Normalizers:
-    """Running statistics; all of them go into checkpoints and the saved policy."""
-
-    obs: RunningMeanStd | None
-    obs_clip: float
-    reward: RewardScaler | None
-    value_target: RunningMeanStd | None
-
-    def observation(self, raw: Tensor) -> Tensor:
-        """What the networks see: raw, or clip((o - mean) / std, +-obs_clip)."""
-        if self.obs is None:
-            return raw
-        return self.obs.normalize(raw.float(), clip=self.obs_clip)
-
-    def values(self, critic_output: Tensor) -> Tensor:
-        """The critic's output in return units (it predicts normalized targets when that is on)."""
-        return critic_output if self.value_target is None else self.value_target.denormalize(
-            critic_output)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name).state_dict() for name in ("obs", "reward", "value_target")
-                if getattr(self, name) is not None}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, stats in state.items():
-            getattr(self, name).load_state_dict(stats)
 
 
 class DiagnosticMeans:
@@ -98,14 +67,6 @@ class DiagnosticMeans:
         keys = list(self._sums)
         totals = torch.stack([self._sums[k].float() for k in keys]).tolist() if keys else []
         return {k: v / max(self.count, 1) for k, v in zip(keys, totals, strict=True)}
-
-
-def env_actions(actions: Tensor, space: gym.Space) -> np.ndarray:
-    """Actions as the env takes them; Gaussian samples are clipped to the bounds only here."""
-    out = actions.cpu().numpy()  # zero-copy on CPU
-    if isinstance(space, gym.spaces.Box):
-        out = np.clip(out, space.low, space.high)
-    return out
 
 
 @torch.inference_mode()
@@ -269,31 +230,6 @@ def recompute_advantages(settings: Settings, agent: ActorCritic, buf: Rollout, n
     return advantages.reshape(-1), returns.reshape(-1)
 
 
-@torch.no_grad()
-def evaluate_policy(make_envs: Callable[[int], VectorEnv], agent: ActorCritic, norm: Normalizers,
-                    episodes: int, seed: int, device: torch.device,
-                    max_steps: int = 100_000) -> list[float]:
-    """Undiscounted returns of `episodes` deterministic episodes, one per env of a fresh pool."""
-    envs = make_envs(episodes)
-    try:
-        obs = envs.reset(seed=seed)
-        finished: dict[int, float] = {}
-        space = envs.single_action_space
-        for _ in range(max_steps):
-            x = norm.observation(torch.from_numpy(obs).to(device))
-            step = envs.step(env_actions(agent.act(x, deterministic=True), space))
-            if step.episodes is not None:
-                for env_index, ret in zip(step.episodes.env_ids, step.episodes.returns,
-                                          strict=True):
-                    finished.setdefault(int(env_index), float(ret))
-            if len(finished) == episodes:
-                break
-            obs = step.obs
-        return [finished[i] for i in sorted(finished)]
-    finally:
-        envs.close()
-
-
 def build_agent(settings: Settings, choices: dict[str, str], obs_space: gym.Space,
                 action_space: gym.Space) -> ActorCritic:
     """The configured network for this env's spaces; a mismatch is a `ConfigError`.
@@ -312,75 +248,6 @@ def build_agent(settings: Settings, choices: dict[str, str], obs_space: gym.Spac
         return build(settings.cfg.network, observation_space=obs_space, action_space=action_space)
     except ValueError as err:
         raise ConfigError([f"{where}: {err}"]) from err
-
-
-def evaluate_and_log(settings: Settings, agent: ActorCritic, norm: Normalizers,
-                     device: torch.device, spaces: tuple[gym.Space, gym.Space],
-                     tracker: Tracker, metrics: MetricsFile, run_dir: Path, global_step: int,
-                     ) -> list[float]:
-    """`eval_episodes` deterministic episodes on separate envs, logged as eval/episodic_return;
-    with `eval_video`, one more episode saved to run_dir/videos/ and logged to W&B."""
-    run, env_cfg = settings.run, settings.cfg.env
-
-    def make_envs(n: int) -> VectorEnv:
-        return build(env_cfg, num_envs=n)
-
-    seed = run.seed + EVAL_SEED_OFFSET
-    returns = evaluate_policy(make_envs, agent, norm, run.eval_episodes, seed=seed, device=device)
-    if returns:
-        record = {"eval/episodic_return": float(np.mean(returns))}
-        tracker.log(record, step=global_step)
-        metrics.write({"global_step": global_step, **record})
-    if run.eval_video:
-        from ppo_lab import video
-
-        obs_space, action_space = spaces
-
-        @torch.no_grad()
-        def policy(obs: np.ndarray) -> np.ndarray:
-            x = norm.observation(torch.from_numpy(obs).to(device))
-            return env_actions(agent.act(x, deterministic=True), action_space)
-
-        env_node = OmegaConf.to_container(env_cfg, resolve=True)
-        assert isinstance(env_node, dict)
-        frames = video.record_episode(make_envs, env_node, obs_space, policy, seed)
-        if frames is not None:
-            path = video.save_video(frames, run_dir / "videos" / f"eval_{global_step}.mp4")
-            video.log_video(tracker, path, global_step)
-    return returns
-
-
-def checkpoint_state(settings: Settings, agent: ActorCritic, optimizer: torch.optim.Optimizer,
-                     norm: Normalizers, global_step: int, update_index: int,
-                     kl_beta: float | None, recent_returns: list[float],
-                     observation_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
-    """Everything needed to resume training or to run the policy as it was trained."""
-    return {
-        "model": agent.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "normalizers": norm.state_dict(),
-        "global_step": global_step,
-        "update": update_index,
-        "kl_beta": kl_beta,
-        "recent_returns": recent_returns,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
-        "config": OmegaConf.to_container(settings.cfg, resolve=True),
-        "observation_space": observation_space,
-        "action_space": action_space,
-    }
-
-
-def check_resumable(state: dict[str, Any], settings: Settings, path: Path) -> None:
-    """A checkpoint is only continued by the configuration that wrote it."""
-    config = OmegaConf.to_container(settings.cfg, resolve=True)
-    assert isinstance(config, dict)
-    ignore = {"resume", "total_timesteps", "eval_episodes", "eval_interval", "eval_video",
-              "checkpoint_interval", "logger", "device", "torch_threads"}
-    differs = sorted(k for k in config.keys() | state["config"].keys()
-                     if k not in ignore and config.get(k) != state["config"].get(k))
-    if differs:
-        raise ConfigError([f"{path} was written by a run whose {', '.join(differs)} differ; "
-                           "use a fresh run dir (hydra.run.dir=...) or resume=false"])
 
 
 def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: str,
@@ -402,14 +269,8 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
     try:
         agent = build_agent(settings, choices, obs_space, action_space).to(device)
         optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
-        norm_cfg = settings.normalization
-        norm = Normalizers(
-            obs=RunningMeanStd(obs_shape, device=device) if norm_cfg.observation else None,
-            obs_clip=norm_cfg.obs_clip,
-            reward=RewardScaler(run.num_envs, run.gamma, norm_cfg.reward_clip, device=device)
-            if norm_cfg.reward else None,
-            value_target=RunningMeanStd((), device=device) if norm_cfg.value_target else None,
-        )
+        norm = Normalizers.build(settings.normalization, obs_shape, run.num_envs, run.gamma,
+                                 device)
         base_lrs = [group["lr"] for group in optimizer.param_groups]
         kl_beta = settings.loss.initial_kl_beta  # KL-penalty coefficient: trainer state
         recent_returns: list[float] = []

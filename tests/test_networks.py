@@ -16,10 +16,12 @@ import torch
 from conftest import REPO, group_entries
 
 from ppo_lab.config import build
+from ppo_lab.envs import env_actions
 from ppo_lab.envs.gymnasium_backend import GymnasiumVectorEnv
 from ppo_lab.networks import ActorCritic, GaussianHead, impala_cnn, mlp, nature_cnn
+from ppo_lab.normalization import Normalizers
 from ppo_lab.rollout import Rollout
-from ppo_lab.train import Normalizers, collect_rollout, env_actions, evaluate_rollout
+from ppo_lab.train import collect_rollout, evaluate_rollout
 
 VECTOR = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)  # envpool: channels-first frame stack

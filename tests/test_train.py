@@ -14,8 +14,9 @@ import torch
 
 from ppo_lab.checkpoint import load_checkpoint
 from ppo_lab.networks import mlp
+from ppo_lab.normalization import Normalizers
 from ppo_lab.rollout import Rollout
-from ppo_lab.train import Normalizers, evaluate_rollout, explained_variance
+from ppo_lab.train import evaluate_rollout, explained_variance
 from tests.conftest import REPO
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)

@@ -6,7 +6,14 @@ auto-reset), `terminated` and `truncated` separately, and the true final observa
 truncated episode, so that a time limit bootstraps from V(final obs) while a termination does not.
 """
 
-from ppo_lab.envs.base import EpisodeStats, Step, VectorEnv
+from ppo_lab.envs.base import EpisodeStats, Step, VectorEnv, env_actions
 from ppo_lab.envs.factory import BACKENDS, make_vector_env
 
-__all__ = ["BACKENDS", "EpisodeStats", "Step", "VectorEnv", "make_vector_env"]
+__all__ = [
+    "BACKENDS",
+    "EpisodeStats",
+    "Step",
+    "VectorEnv",
+    "env_actions",
+    "make_vector_env",
+]

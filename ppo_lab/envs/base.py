@@ -6,6 +6,7 @@ from typing import NamedTuple, Protocol
 
 import gymnasium as gym
 import numpy as np
+from torch import Tensor
 
 
 class Step(NamedTuple):
@@ -68,3 +69,11 @@ class EpisodeTracker:
         self.returns[ended] = 0.0
         self.lengths[ended] = 0
         return stats
+
+
+def env_actions(actions: Tensor, space: gym.Space) -> np.ndarray:
+    """Actions as the env takes them; Gaussian samples are clipped to the bounds only here."""
+    out = actions.cpu().numpy()  # zero-copy on CPU
+    if isinstance(space, gym.spaces.Box):
+        out = np.clip(out, space.low, space.high)
+    return out
