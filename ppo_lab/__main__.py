@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -21,10 +22,11 @@ from ppo_lab.schema import ConfigError
 # Hydra 1.3 merges a launcher preset named like a plugin's own (submitit_local, ray) with the
 # plugin's schema and says so in a deprecation notice; our presets spell every field out, so the
 # merge changes nothing and the notice is noise.
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the repo's conf/ (editable install)
 PRESET_SCHEMA_NOTICE = r"\s*'hydra/launcher/\S+' is validated against ConfigStore schema"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def app(cfg: DictConfig) -> float | None:
     try:
         return run_job(cfg)
