@@ -142,3 +142,33 @@ def test_a_checkpoint_is_only_resumed_by_the_config_that_wrote_it(tmp_path, comp
         _train_in(tmp_path, compose_cfg, "total_timesteps=2048", "gamma=0.9")
     fresh = _train_in(tmp_path, compose_cfg, "total_timesteps=1024", "gamma=0.9", "resume=false")
     assert "resumed_from_step" not in fresh
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_keeping_what_was_written(tmp_path):
+    """A preempted or killed job leaves valid metrics, a loadable checkpoint and its summary."""
+    import os
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ppo_lab", "total_timesteps=10000000", "checkpoint_interval=5",
+         "logger=none", f"hydra.run.dir={run_dir}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    checkpoint = run_dir / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "no checkpoint within 2 minutes"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr or "KeyboardInterrupt" in stderr
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted", summary
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)["global_step"] > 0 for line in lines)
+    assert load_checkpoint(checkpoint)["update"] % 5 == 0
