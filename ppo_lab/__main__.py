@@ -28,11 +28,19 @@ PRESET_SCHEMA_NOTICE = r"\s*'hydra/launcher/\S+' is validated against ConfigStor
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def app(cfg: DictConfig) -> float | None:
+    single_run = HydraConfig.get().mode == RunMode.RUN  # a sweep records errors per job
     try:
         return run_job(cfg)
     except ConfigError as err:
-        if HydraConfig.get().mode == RunMode.RUN:  # a sweep records it per job and goes on
+        if single_run:
             sys.exit(f"Invalid configuration, nothing was run:\n{err}")
+        raise
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: everything written so far is kept
+        if single_run:
+            run_dir = HydraConfig.get().runtime.output_dir
+            print(f"Interrupted; metrics.jsonl, summary.json and the last checkpoint are in "
+                  f"{run_dir}", file=sys.stderr)
+            raise SystemExit(130) from None
         raise
 
 
