@@ -217,14 +217,12 @@ def update(
 def recompute_advantages(settings: Settings, agent: ActorCritic, buf: Rollout, norm: Normalizers
                          ) -> tuple[Tensor, Tensor]:
     """Advantages from the current critic (and current policy for V-trace's pi/mu)."""
-    old_values, old_next = buf.values.clone(), buf.next_values.clone()
-    logp, _, values = agent.evaluate(buf.flat(buf.obs), buf.flat(buf.actions))
-    buf.values.copy_(norm.values(values).view_as(buf.values))
-    buf.next_values[:-1] = buf.values[1:]
-    buf.next_values[-1] = norm.values(agent.value(buf.last_obs))
-    for t, envs_idx, final_obs in buf.truncations:
-        buf.next_values[t, envs_idx] = norm.values(agent.value(final_obs))
-    advantages, returns = estimate_advantages(settings, buf, logp.view_as(buf.logprobs))
+    old_logp, old_values, old_next = (buf.logprobs.clone(), buf.values.clone(),
+                                      buf.next_values.clone())
+    evaluate_rollout(agent, buf, norm)  # current V(s_t), V(s_{t+1}) and log pi(a_t|s_t)
+    current_logp = buf.logprobs.clone()
+    buf.logprobs.copy_(old_logp)  # the behaviour policy stays the rollout's pi_old
+    advantages, returns = estimate_advantages(settings, buf, current_logp)
     buf.values.copy_(old_values)  # V_old stays the rollout's for the clipped value loss
     buf.next_values.copy_(old_next)
     return advantages.reshape(-1), returns.reshape(-1)

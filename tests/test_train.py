@@ -172,3 +172,36 @@ def test_sigterm_stops_cleanly_keeping_what_was_written(tmp_path):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert lines and all(json.loads(line)["global_step"] > 0 for line in lines)
     assert load_checkpoint(checkpoint)["update"] % 5 == 0
+
+
+def test_recompute_uses_the_current_critic_and_keeps_the_rollout_stats(compose_cfg):
+    from ppo_lab.config import validate
+    from ppo_lab.train import estimate_advantages, recompute_advantages
+
+    settings = validate(compose_cfg("advantage=vtrace", "advantage.recompute=true"))
+    torch.manual_seed(0)
+    agent = mlp(OBS, gym.spaces.Discrete(2))
+    buf = Rollout.allocate(4, 2, OBS, gym.spaces.Discrete(2), torch.device("cpu"))
+    buf.obs.uniform_(-1, 1)
+    buf.last_obs.uniform_(-1, 1)
+    buf.rewards.uniform_(0, 1)
+    evaluate_rollout(agent, buf, NO_NORMALIZATION)
+    rollout = buf.logprobs.clone(), buf.values.clone(), buf.next_values.clone()
+
+    with torch.no_grad():  # the policy and critic move, as after a few minibatch steps
+        for p in agent.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    advantages, returns = recompute_advantages(settings, agent, buf, NO_NORMALIZATION)
+
+    for kept, saved in zip((buf.logprobs, buf.values, buf.next_values), rollout, strict=True):
+        torch.testing.assert_close(kept, saved)
+    fresh = Rollout.allocate(4, 2, OBS, gym.spaces.Discrete(2), torch.device("cpu"))
+    for name in ("obs", "last_obs", "rewards", "actions"):
+        getattr(fresh, name).copy_(getattr(buf, name))
+    evaluate_rollout(agent, fresh, NO_NORMALIZATION)
+    current_logp = fresh.logprobs.clone()
+    fresh.logprobs.copy_(rollout[0])
+    expected = estimate_advantages(settings, fresh, current_logp)
+    torch.testing.assert_close(advantages, expected[0].reshape(-1))
+    torch.testing.assert_close(returns, expected[1].reshape(-1))
+    assert not torch.allclose(returns, estimate_advantages(settings, buf)[1].reshape(-1))
