@@ -34,6 +34,21 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
+def rng_state() -> dict[str, Any]:
+    """The random generators a run draws from: torch CPU (and CUDA), numpy."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())  # map_location may have moved it to the GPU
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
 def checkpoint_state(settings: Settings, agent: ActorCritic, optimizer: torch.optim.Optimizer,
                      norm: Normalizers, global_step: int, update_index: int,
                      kl_beta: float | None, recent_returns: list[float],
@@ -47,7 +62,7 @@ def checkpoint_state(settings: Settings, agent: ActorCritic, optimizer: torch.op
         "update": update_index,
         "kl_beta": kl_beta,
         "recent_returns": recent_returns,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+        "rng": rng_state(),
         "config": OmegaConf.to_container(settings.cfg, resolve=True),
         "observation_space": observation_space,
         "action_space": action_space,

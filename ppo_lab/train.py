@@ -24,7 +24,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ppo_lab.checkpoint import check_resumable, checkpoint_state, load_checkpoint, save_checkpoint
+from ppo_lab.checkpoint import (
+    check_resumable,
+    checkpoint_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from ppo_lab.config import Settings, build
 from ppo_lab.envs import VectorEnv, env_actions
 from ppo_lab.evaluation import evaluate_and_log
@@ -279,8 +285,7 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
             agent.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             norm.load_state_dict(state["normalizers"])
-            torch.set_rng_state(state["rng"]["torch"])
-            np.random.set_state(state["rng"]["numpy"])
+            set_rng_state(state["rng"])
             kl_beta, recent_returns = state["kl_beta"], state["recent_returns"]
             global_step, first_update = state["global_step"], state["update"] + 1
     except ConfigError:
@@ -294,7 +299,7 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
     tracker: Tracker = build(cfg.logger, run_dir=run_dir, config=config_dict, choices=choices,
                              run_name=run_name)
     metrics = MetricsFile(run_dir / "metrics.jsonl")
-    progress = Progress(run.total_timesteps)
+    progress = Progress(run.num_updates * run.batch_size)  # whole batches of total_timesteps
     exit_code = 1
     figures: dict[str, Any] = {"reward_threshold": envs.reward_threshold}
     last_metrics: dict[str, float] = {}
