@@ -93,12 +93,26 @@ def test_default_run_learns_cartpole_and_writes_its_outputs(tmp_path):
 
     checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
     assert checkpoint["global_step"] == summary["global_step"]
-    agent = mlp(checkpoint["observation_space"], checkpoint["action_space"])
-    agent.load_state_dict(checkpoint["model"])
+    assert_saved_policy_reproduces_the_evaluation(run_dir / "checkpoint.pt", summary)
 
     wandb_runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(wandb_runs) == 1, "a real offline W&B run that `wandb sync` can upload"
     assert_wandb_run_holds_the_metrics(wandb_runs[0].parent, summary)
+
+
+def assert_saved_policy_reproduces_the_evaluation(path: Path, summary: dict) -> None:
+    from ppo_lab.envs import make_vector_env
+    from ppo_lab.evaluation import EVAL_SEED_OFFSET, evaluate_policy
+    from ppo_lab.policy import load_policy
+
+    policy = load_policy(path)
+    returns = evaluate_policy(
+        lambda n: make_vector_env(n, id="CartPole-v1", backend="gymnasium_sync"),
+        policy.agent, policy.norm, episodes=10, seed=summary["seed"] + EVAL_SEED_OFFSET,
+        device=policy.device)
+    assert returns == summary["eval_returns"], "the checkpoint is the policy that was evaluated"
+    obs = np.zeros((3, 4), dtype=np.float32)
+    assert policy.act(obs).shape == (3,)
 
 
 def assert_wandb_run_holds_the_metrics(offline_run: Path, summary: dict) -> None:

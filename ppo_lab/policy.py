@@ -1,0 +1,48 @@
+"""A trained policy from its checkpoint, with the running statistics it was trained with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from ppo_lab.checkpoint import load_checkpoint
+from ppo_lab.config import build
+from ppo_lab.envs import env_actions
+from ppo_lab.networks import ActorCritic
+from ppo_lab.normalization import NormalizationSettings, Normalizers
+
+
+@dataclass
+class SavedPolicy:
+    """The actor-critic and its observation statistics, ready to act on env observations."""
+
+    agent: ActorCritic
+    norm: Normalizers
+    observation_space: gym.Space
+    action_space: gym.Space
+    device: torch.device
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations [N, *obs], as the env takes them."""
+        x = self.norm.observation(torch.as_tensor(obs, device=self.device))
+        return env_actions(self.agent.act(x, deterministic=deterministic), self.action_space)
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> SavedPolicy:
+    """Rebuild the network of `<run dir>/checkpoint.pt` and load its weights and statistics."""
+    device = torch.device(device)
+    state = load_checkpoint(Path(path), map_location=device)
+    cfg = OmegaConf.create(state["config"])
+    obs_space, action_space = state["observation_space"], state["action_space"]
+    agent = build(cfg.network, observation_space=obs_space, action_space=action_space)
+    agent.load_state_dict(state["model"])
+    norm = Normalizers.build(NormalizationSettings(**cfg.normalization),
+                             tuple(obs_space.shape or ()), cfg.num_envs, cfg.gamma, device)
+    norm.load_state_dict(state["normalizers"])
+    return SavedPolicy(agent.to(device).eval(), norm, obs_space, action_space, device)
