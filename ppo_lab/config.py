@@ -283,7 +283,8 @@ def validate(cfg: DictConfig) -> Settings:
     problems += [f"{g}: the config group is missing or not a mapping; pick one with {g}=<entry>"
                  for g in missing]
     run_values = {k: v for k, v in node.items() if k in run_fields}
-    problems += check_kwargs(RunSettings, run_values, "")
+    run_problems = check_kwargs(RunSettings, run_values, "")
+    problems += run_problems
     problems += _validate_device(node.get("device"))
     for key in ("env", "network", "optim", "logger"):
         if key not in missing:
@@ -298,7 +299,7 @@ def validate(cfg: DictConfig) -> Settings:
     if "normalization" not in missing:
         problems += check_kwargs(normalization.NormalizationSettings, node["normalization"],
                                  "normalization")
-    if not problems:
+    if not run_problems:  # derived sizes, once the run-level values themselves are valid
         problems += _check_sizes(RunSettings(**run_values))
     if problems:
         raise ConfigError(problems)
