@@ -11,27 +11,24 @@ import torch
 from omegaconf import OmegaConf
 
 from ppo_lab.config import Settings, build
-from ppo_lab.envs import VectorEnv, env_actions
+from ppo_lab.envs import VectorEnv
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers
+from ppo_lab.policy import Policy
 from ppo_lab.tracking import MetricsFile, Tracker
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs are seeded apart from the training envs
 
 
-@torch.no_grad()
-def evaluate_policy(make_envs: Callable[[int], VectorEnv], agent: ActorCritic, norm: Normalizers,
-                    episodes: int, seed: int, device: torch.device,
-                    max_steps: int = 100_000) -> list[float]:
+def evaluate_policy(make_envs: Callable[[int], VectorEnv], policy: Policy, episodes: int,
+                    seed: int, max_steps: int = 100_000) -> list[float]:
     """Undiscounted returns of `episodes` deterministic episodes, one per env of a fresh pool."""
     envs = make_envs(episodes)
     try:
         obs = envs.reset(seed=seed)
         finished: dict[int, float] = {}
-        space = envs.single_action_space
         for _ in range(max_steps):
-            x = norm.observation(torch.from_numpy(obs).to(device))
-            step = envs.step(env_actions(agent.act(x, deterministic=True), space))
+            step = envs.step(policy.act(obs, deterministic=True))
             if step.episodes is not None:
                 for env_index, ret in zip(step.episodes.env_ids, step.episodes.returns,
                                           strict=True):
@@ -55,8 +52,10 @@ def evaluate_and_log(settings: Settings, agent: ActorCritic, norm: Normalizers,
     def make_envs(n: int) -> VectorEnv:
         return build(env_cfg, num_envs=n)
 
+    obs_space, action_space = spaces
+    policy = Policy(agent, norm, action_space, device)
     seed = run.seed + EVAL_SEED_OFFSET
-    returns = evaluate_policy(make_envs, agent, norm, run.eval_episodes, seed=seed, device=device)
+    returns = evaluate_policy(make_envs, policy, run.eval_episodes, seed=seed)
     if returns:
         record = {"eval/episodic_return": float(np.mean(returns))}
         tracker.log(record, step=global_step)
@@ -64,16 +63,9 @@ def evaluate_and_log(settings: Settings, agent: ActorCritic, norm: Normalizers,
     if run.eval_video:
         from ppo_lab import video
 
-        obs_space, action_space = spaces
-
-        @torch.no_grad()
-        def policy(obs: np.ndarray) -> np.ndarray:
-            x = norm.observation(torch.from_numpy(obs).to(device))
-            return env_actions(agent.act(x, deterministic=True), action_space)
-
         env_node = OmegaConf.to_container(env_cfg, resolve=True)
         assert isinstance(env_node, dict)
-        frames = video.record_episode(make_envs, env_node, obs_space, policy, seed)
+        frames = video.record_episode(make_envs, env_node, obs_space, policy.act, seed)
         if frames is not None:
             path = video.save_video(frames, run_dir / "videos" / f"eval_{global_step}.mp4")
             video.log_video(tracker, path, global_step)

@@ -18,12 +18,12 @@ from ppo_lab.normalization import NormalizationSettings, Normalizers
 
 
 @dataclass
-class SavedPolicy:
-    """The actor-critic and its observation statistics, ready to act on env observations."""
+class Policy:
+    """The actor-critic and its observation statistics, acting on raw env observations: what the
+    evaluation runs during training and what `load_policy` gives back afterwards."""
 
     agent: ActorCritic
     norm: Normalizers
-    observation_space: gym.Space
     action_space: gym.Space
     device: torch.device
 
@@ -34,7 +34,7 @@ class SavedPolicy:
         return env_actions(self.agent.act(x, deterministic=deterministic), self.action_space)
 
 
-def load_policy(path: str | Path, device: str | torch.device = "cpu") -> SavedPolicy:
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     """Rebuild the network of `<run dir>/checkpoint.pt` and load its weights and statistics."""
     device = torch.device(device)
     state = load_checkpoint(Path(path), map_location=device)
@@ -45,4 +45,4 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> SavedPo
     norm = Normalizers.build(NormalizationSettings(**cfg.normalization),
                              tuple(obs_space.shape or ()), cfg.num_envs, cfg.gamma, device)
     norm.load_state_dict(state["normalizers"])
-    return SavedPolicy(agent.to(device).eval(), norm, obs_space, action_space, device)
+    return Policy(agent.to(device).eval(), norm, action_space, device)

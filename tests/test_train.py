@@ -108,8 +108,7 @@ def assert_saved_policy_reproduces_the_evaluation(path: Path, summary: dict) -> 
     policy = load_policy(path)
     returns = evaluate_policy(
         lambda n: make_vector_env(n, id="CartPole-v1", backend="gymnasium_sync"),
-        policy.agent, policy.norm, episodes=10, seed=summary["seed"] + EVAL_SEED_OFFSET,
-        device=policy.device)
+        policy, episodes=10, seed=summary["seed"] + EVAL_SEED_OFFSET)
     assert returns == summary["eval_returns"], "the checkpoint is the policy that was evaluated"
     obs = np.zeros((3, 4), dtype=np.float32)
     assert policy.act(obs).shape == (3,)
