@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ppo_lab.config import Settings
+from ppo_lab.files import replace_atomically
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers
 from ppo_lab.schema import ConfigError
@@ -25,9 +25,7 @@ RESUMABLE_CHANGES = frozenset({
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` via a temp file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

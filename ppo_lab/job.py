@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import threading
 import time
@@ -27,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ppo_lab.config import Settings, validate
+from ppo_lab.files import write_text_atomically
 from ppo_lab.schema import ConfigError
 from ppo_lab.train import train
 
@@ -36,9 +36,7 @@ STUDY_GROUPS = ("experiment", "sweep")
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic JSON write: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _terminate_cleanly(signum: int, frame: Any) -> None:

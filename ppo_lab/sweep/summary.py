@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ppo_lab.files import write_text_atomically
 from ppo_lab.runs import REPLICATE_KEY, TASK_KEYS, RunRecord, find_job_dirs, load_run
 
 FINISHED = "finished"
@@ -161,16 +161,10 @@ def to_csv(table: SweepTable) -> str:
     return out.getvalue()
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: readers see a whole file
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
     """Write `sweep_summary.md` and `sweep_summary.csv` into `sweep_dir`; returns their paths."""
     table = summarize(sweep_dir)
     md, csv_path = Path(sweep_dir) / MARKDOWN_NAME, Path(sweep_dir) / CSV_NAME
-    _write_text(md, to_markdown(table))
-    _write_text(csv_path, to_csv(table))
+    write_text_atomically(md, to_markdown(table))
+    write_text_atomically(csv_path, to_csv(table))
     return md, csv_path

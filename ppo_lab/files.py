@@ -1,0 +1,18 @@
+"""Atomic file writes: a crash mid-write leaves the previous file whole, never half a new one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` a temporary file beside `path`, then rename it over `path` in one step."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: concurrent writers
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    replace_atomically(path, lambda tmp: tmp.write_text(text))
