@@ -91,7 +91,6 @@ class WandbTracker:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        self._wandb = wandb
         self.run = wandb.init(
             project=project,
             entity=entity,
