@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ppo_lab.job import run_job
-from ppo_lab.schema import ConfigError
+from ppo_lab.components import ConfigError
 
 # Hydra 1.3 merges a launcher preset named like a plugin's own (submitit_local, ray) with the
 # plugin's schema and says so in a deprecation notice; our presets spell every field out, so the
@@ -44,9 +44,29 @@ def app(cfg: DictConfig) -> float | None:
         raise
 
 
+def sub_groups(conf_dir: Path = CONF_DIR) -> set[str]:
+    """Config groups nested in a group entry: `loss/policy`, `loss/value`, `env/backend`, ..."""
+    return {f"{d.parent.name}/{d.name}" for d in conf_dir.glob("*/*/") if any(d.glob("*.yaml"))
+            and d.parent.name != "hydra"}
+
+
+def dotted_group_overrides(args: list[str], groups: set[str]) -> list[str]:
+    """`loss.value=clipped` -> `loss/value=clipped`: Hydra spells a sub-group choice with `/`;
+    the dotted spelling (a key path) would replace the entry by a string. Values stay as given."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        path = key.replace(".", "/")
+        if sep and not key.startswith(("+", "~")) and path in groups and value[:1] not in "{[":
+            arg = f"{path}={value}"
+        out.append(arg)
+    return out
+
+
 def main() -> None:
     """`python -m ppo_lab` and the `ppo-lab` script."""
     warnings.filterwarnings("ignore", message=PRESET_SCHEMA_NOTICE, category=UserWarning)
+    sys.argv[1:] = dotted_group_overrides(sys.argv[1:], sub_groups())
     app()
 
 

@@ -2,7 +2,7 @@
 
 Every estimator has one signature,
 
-    advantages, returns = fn(rewards, values, next_values, terminated, done, *, gamma, **coefs)
+    advantages, returns = fn(rewards, values, next_values, terminated, done, gamma, *, **coefs)
 
     rewards      [T, N]  r_t, the reward of the action taken at step t (T steps, N envs)
     values       [T, N]  V_t = V(s_t), the critic at the state the action was taken in
@@ -15,16 +15,16 @@ Every estimator has one signature,
     done         [T, N]  bool or 0/1 float: terminated OR truncated at t; the trace is cut there,
                          nothing propagates from one episode into the previous one. A terminated
                          step counts as done even where `done` forgets to say so.
-    gamma        float   discount in [0, 1], a run-level setting passed by the trainer
+    gamma        float   discount in [0, 1], the run-level setting, passed by the trainer
     advantages   [T, N]  A_t, the input of the policy loss
     returns      [T, N]  the critic's regression targets
 
 Trailing dimensions after [T, N] are allowed; all tensors share one shape, one device. Inputs are
 never modified. Outputs are targets: they are computed under `torch.no_grad()` and carry no
-gradient. The keyword-only coefficients after `gamma`, typed and `Range`-annotated, are the schema
-of a `conf/advantage/*.yaml` entry, whose `estimator:` key names the function here (see
-`ppo_lab.schema`). `vtrace` also takes the log-probabilities `logp_behaviour` and `logp_target`;
-the trainer passes them only to estimators whose signature names them.
+gradient. The keyword-only coefficients, typed and constrained, are the schema of a
+`conf/advantage/*.yaml` entry whose `_target_` names the function (`ppo_lab.components`).
+`vtrace` also takes the log-probabilities `logp_behaviour` and `logp_target`, declared with
+`@trainer_inputs`: the trainer recomputes the current policy's before every epoch and passes them.
 
 Time limits. A truncated step is done but not terminated: the trace is cut, yet the return still
 bootstraps from V(final observation), which `next_values` holds. Treating truncation as
@@ -40,17 +40,17 @@ termination (no bootstrap) biases every value near a time limit towards zero.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from ppo_lab.schema import POSITIVE, UNIT_INTERVAL, Range
+from ppo_lab.components import Positive, PositiveInt, UnitInterval, trainer_inputs
 
-Gamma = Annotated[float, UNIT_INTERVAL]
-Lambda = Annotated[float, UNIT_INTERVAL]
-Horizon = Annotated[int, Range(1, None)]
-Truncation = Annotated[float, POSITIVE]
+Estimator = Callable[..., tuple[Tensor, Tensor]]  # a built `advantage` entry
+Lambda = UnitInterval
+Horizon = PositiveInt
+Truncation = Positive
 
 __all__ = ["gae", "mc", "nstep", "vtrace"]
 
@@ -97,8 +97,8 @@ def gae(
     next_values: Tensor,
     terminated: Tensor,
     done: Tensor,
+    gamma: float,
     *,
-    gamma: Gamma,
     lam: Lambda = 0.95,
 ) -> tuple[Tensor, Tensor]:
     """Generalized Advantage Estimation (Schulman et al. 2016, eq. 16). Shapes: module docstring.
@@ -142,8 +142,8 @@ def nstep(
     next_values: Tensor,
     terminated: Tensor,
     done: Tensor,
+    gamma: float,
     *,
-    gamma: Gamma,
     n: Horizon = 5,
 ) -> tuple[Tensor, Tensor]:
     """n-step TD returns (Sutton & Barto 2018, eq. 7.1). Shapes: module docstring.
@@ -191,8 +191,7 @@ def mc(
     next_values: Tensor,
     terminated: Tensor,
     done: Tensor,
-    *,
-    gamma: Gamma,
+    gamma: float,
 ) -> tuple[Tensor, Tensor]:
     """Monte-Carlo returns (Sutton & Barto 2018, ch. 5). Shapes: module docstring.
 
@@ -223,6 +222,7 @@ def mc(
     return advantages, returns
 
 
+@trainer_inputs("logp_behaviour", "logp_target")
 @torch.no_grad()
 def vtrace(
     rewards: Tensor,
@@ -230,10 +230,10 @@ def vtrace(
     next_values: Tensor,
     terminated: Tensor,
     done: Tensor,
-    *,
-    gamma: Gamma,
+    gamma: float,
     logp_behaviour: Tensor,
     logp_target: Tensor,
+    *,
     rho_bar: Truncation = 1.0,
     c_bar: Truncation = 1.0,
     lam: Lambda = 1.0,

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from ppo_lab.components import ConfigError
 from ppo_lab.config import Settings
 from ppo_lab.files import replace_atomically
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers
-from ppo_lab.schema import ConfigError
 
 # Settings a resumed run may change: they do not alter what the checkpoint's training was.
 RESUMABLE_CHANGES = frozenset({

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ppo_lab.config import Settings, build
+from ppo_lab.components import build
+from ppo_lab.config import Settings
 from ppo_lab.envs import VectorEnv
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers

@@ -12,7 +12,6 @@ several seeds, not on one lucky one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import threading
@@ -25,9 +24,9 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ppo_lab.config import Settings, validate
+from ppo_lab.components import ConfigError
+from ppo_lab.config import Settings, validate, with_seed
 from ppo_lab.files import write_text_atomically
-from ppo_lab.schema import ConfigError
 from ppo_lab.train import train
 
 # Groups that name the study a run belongs to (the W&B group), not a component of the run.
@@ -78,10 +77,11 @@ def recorded(path: Path, summary: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def job_choices(hydra_cfg: Any) -> dict[str, str]:
     """The entry every config group took, e.g. {"loss": "clip", "experiment": "loss_ablation"}.
 
-    Hydra's own groups and unselected optional groups (experiment, sweep) are left out.
+    Hydra's own groups, unselected optional groups (experiment, sweep) and specialisations
+    placed into another entry (`loss/policy/clip_range@loss.policy`) are left out.
     """
     return {str(g): str(c) for g, c in hydra_cfg.runtime.choices.items()
-            if c is not None and not str(g).startswith("hydra")}
+            if c is not None and not str(g).startswith("hydra") and "@" not in str(g)}
 
 
 def run_name_of(overrides: list[str], choices: dict[str, str]) -> str:
@@ -114,13 +114,6 @@ def run_job(cfg: DictConfig) -> float | None:
         else:
             summary.update(train(settings, run_dir, choices, run_name))
     return summary.get("final_return")
-
-
-def with_seed(settings: Settings, seed: int) -> Settings:
-    """`settings` with another seed, in the typed settings and in the config (logged to W&B)."""
-    cfg = settings.cfg.copy()
-    cfg.seed = seed
-    return dataclasses.replace(settings, run=dataclasses.replace(settings.run, seed=seed), cfg=cfg)
 
 
 def train_seeds(settings: Settings, run_dir: Path, choices: dict[str, str],

@@ -3,7 +3,7 @@
     RunningMeanStd         mean and variance of a stream of batches, merged exactly (Chan et al.)
     RewardScaler           reward scaling: r / std(discounted return), per env, step by step
     normalize_advantages   (A - mean) / (std + eps), pure
-    NormalizationSettings  the schema of the `normalization` config group (conf/normalization/)
+    normalizers            the `_target_` of the `normalization` group: what a run normalizes
 
 Running statistics are state: every one the trainer keeps goes into checkpoints and ships with the
 saved policy (an observation-normalized policy is meaningless without its statistics).
@@ -20,20 +20,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from ppo_lab.schema import POSITIVE, UNIT_INTERVAL
+from ppo_lab.components import Positive
 
 __all__ = [
-    "NormalizationSettings",
+    "AdvantageScope",
     "Normalizers",
     "RewardScaler",
     "RunningMeanStd",
     "normalize_advantages",
+    "normalizers",
 ]
+
+AdvantageScope = Literal["minibatch", "batch", "none"]
 
 _STATS_DTYPE = torch.float64  # accumulators: float32 loses the variance after ~1e7 samples
 
@@ -116,11 +119,6 @@ class RunningMeanStd:
         std = self.std.to(device=y.device, dtype=y.dtype)
         return y * std + mean  # x = y sqrt(σ² + ε) + μ
 
-    def to(self, device: torch.device | str) -> RunningMeanStd:
-        """Move the statistics to `device` (in place); returns self."""
-        self.mean, self.m2 = self.mean.to(device), self.m2.to(device)
-        return self
-
     def state_dict(self) -> dict[str, Any]:
         """{"mean": float64 [*shape], "m2": float64 [*shape], "count": int, "epsilon": float};
         tensors are copies. var = m2 / count (ones while count = 0)."""
@@ -168,8 +166,8 @@ class RewardScaler:
     def __init__(
         self,
         num_envs: int,
-        gamma: Annotated[float, UNIT_INTERVAL],
-        clip: Annotated[float, POSITIVE] | None = 10.0,
+        gamma: float,
+        clip: float | None = 10.0,
         *,
         epsilon: float = 1e-8,
         device: torch.device | str | None = None,
@@ -232,44 +230,12 @@ def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:
     return (advantages - mean) / (std + eps)  # Â = (A - μ_A) / (σ_A + ε)
 
 
-@dataclasses.dataclass(frozen=True)
-class NormalizationSettings:
-    """What is normalized during training: the schema of the `normalization` config group.
-
-    Each field is one of the well-known PPO implementation details, switched on or off by a
-    `conf/normalization/*.yaml` entry. The trainer builds the running statistics from these and
-    saves them in checkpoints and with the policy.
-    """
-
-    advantage: Literal["minibatch", "batch", "none"] = "minibatch"
-    """Scope of advantage normalization (normalize_advantages): "minibatch" normalizes each
-    minibatch before the policy loss (the PPO default), "batch" the whole rollout once after the
-    estimator, "none" uses the raw advantages."""
-
-    observation: bool = False
-    """Normalize observations with a RunningMeanStd per feature, updated from every rollout
-    step, before the networks see them (actor and critic alike)."""
-
-    obs_clip: Annotated[float, POSITIVE] = 10.0
-    """Normalized observations are clipped to [-obs_clip, obs_clip] (used when observation)."""
-
-    reward: bool = False
-    """Reward scaling (RewardScaler): divide rewards by the running std of the discounted return,
-    with the run's gamma; the raw rewards are still what episodic returns are reported in."""
-
-    reward_clip: Annotated[float, POSITIVE] = 10.0
-    """Scaled rewards are clipped to [-reward_clip, reward_clip] (used when reward)."""
-
-    value_target: bool = False
-    """Normalize value targets with a RunningMeanStd of the returns: the critic predicts
-    normalized values, denormalized before they enter the advantage estimator."""
-
-
 @dataclasses.dataclass
 class Normalizers:
-    """The running statistics a run keeps, per `NormalizationSettings`; all of them go into
-    checkpoints and the saved policy, so evaluation sees what training saw."""
+    """The running statistics a run keeps, and the scope of advantage normalization. All the
+    statistics go into checkpoints and the saved policy, so evaluation sees what training saw."""
 
+    advantage_scope: AdvantageScope
     obs: RunningMeanStd | None
     obs_clip: float
     reward: RewardScaler | None
@@ -283,8 +249,9 @@ class Normalizers:
 
     def values(self, critic_output: Tensor) -> Tensor:
         """The critic's output in return units (it predicts normalized targets when that is on)."""
-        return critic_output if self.value_target is None else self.value_target.denormalize(
-            critic_output)
+        if self.value_target is None:
+            return critic_output
+        return self.value_target.denormalize(critic_output)
 
     def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name).state_dict() for name in ("obs", "reward", "value_target")
@@ -294,13 +261,37 @@ class Normalizers:
         for name, stats in state.items():
             getattr(self, name).load_state_dict(stats)
 
-    @classmethod
-    def build(cls, settings: NormalizationSettings, obs_shape: Sequence[int], num_envs: int,
-              gamma: float, device: torch.device) -> Normalizers:
-        return cls(
-            obs=RunningMeanStd(obs_shape, device=device) if settings.observation else None,
-            obs_clip=settings.obs_clip,
-            reward=RewardScaler(num_envs, gamma, settings.reward_clip, device=device)
-            if settings.reward else None,
-            value_target=RunningMeanStd((), device=device) if settings.value_target else None,
-        )
+
+def normalizers(
+    obs_shape: Sequence[int],
+    num_envs: int,
+    gamma: float,
+    device: torch.device | str,
+    *,
+    advantage_scope: AdvantageScope = "minibatch",
+    observation: bool = False,
+    obs_clip: Positive = 10.0,
+    reward: bool = False,
+    reward_clip: Positive = 10.0,
+    value_target: bool = False,
+) -> Normalizers:
+    """What a run normalizes: the `_target_` of the `normalization` group (conf/normalization/).
+
+    Each flag is one of the well-known PPO implementation details:
+        advantage_scope  where (A - mean) / (std + eps) applies (`normalize_advantages`):
+                         "minibatch" before each policy loss (the PPO default), "batch" once over
+                         the rollout after the estimator, "none" raw advantages
+        observation      running mean/std per feature, updated from every rollout step, applied
+                         before both networks; normalized values are clipped to +-obs_clip
+        reward           reward scaling (`RewardScaler`) with the run's gamma, clipped to
+                         +-reward_clip; episodic returns are still reported in raw rewards
+        value_target     the critic predicts returns normalized by their running mean/std;
+                         its output is denormalized before it enters the advantage estimator
+    """
+    return Normalizers(
+        advantage_scope=advantage_scope,
+        obs=RunningMeanStd(obs_shape, device=device) if observation else None,
+        obs_clip=obs_clip,
+        reward=RewardScaler(num_envs, gamma, reward_clip, device=device) if reward else None,
+        value_target=RunningMeanStd((), device=device) if value_target else None,
+    )

@@ -7,17 +7,21 @@ from typing import Annotated
 
 import torch
 
-from ppo_lab.schema import NON_NEGATIVE, POSITIVE, Range
+import annotated_types as at
 
-Beta = Annotated[float, Range(0, 1, high_open=True)]
+from ppo_lab.components import NonNegative, Positive
+
+Beta = Annotated[float, at.Interval(ge=0, lt=1)]
+Betas = Annotated[Sequence[Beta], at.Len(2, 2)]  # (beta1, beta2)
+LearningRate = Annotated[float, at.Interval(gt=0, le=1)]
 
 
 def adam(
     params: Iterable[torch.nn.Parameter],
     *,
-    lr: Annotated[float, POSITIVE] = 2.5e-4,
-    eps: Annotated[float, POSITIVE] = 1e-5,
-    betas: Sequence[Beta] = (0.9, 0.999),
+    lr: LearningRate = 2.5e-4,
+    eps: Positive = 1e-5,
+    betas: Betas = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
     """Adam; eps 1e-5 as in the PPO reference implementation."""
     params = list(params)
@@ -27,10 +31,10 @@ def adam(
 def adamw(
     params: Iterable[torch.nn.Parameter],
     *,
-    lr: Annotated[float, POSITIVE] = 2.5e-4,
-    eps: Annotated[float, POSITIVE] = 1e-5,
-    betas: Sequence[Beta] = (0.9, 0.999),
-    weight_decay: Annotated[float, NON_NEGATIVE] = 0.01,
+    lr: LearningRate = 2.5e-4,
+    eps: Positive = 1e-5,
+    betas: Betas = (0.9, 0.999),
+    weight_decay: NonNegative = 0.01,
 ) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay)."""
     params = list(params)

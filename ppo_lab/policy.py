@@ -11,10 +11,10 @@ import torch
 from omegaconf import OmegaConf
 
 from ppo_lab.checkpoint import load_checkpoint
-from ppo_lab.config import build
+from ppo_lab.components import build
 from ppo_lab.envs import env_actions
 from ppo_lab.networks import ActorCritic
-from ppo_lab.normalization import NormalizationSettings, Normalizers
+from ppo_lab.normalization import Normalizers
 
 
 @dataclass
@@ -42,7 +42,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     obs_space, action_space = state["observation_space"], state["action_space"]
     agent = build(cfg.network, observation_space=obs_space, action_space=action_space)
     agent.load_state_dict(state["model"])
-    norm = Normalizers.build(NormalizationSettings(**cfg.normalization),
-                             tuple(obs_space.shape or ()), cfg.num_envs, cfg.gamma, device)
+    norm: Normalizers = build(cfg.normalization, obs_shape=tuple(obs_space.shape or ()),
+                              num_envs=cfg.num_envs, gamma=cfg.gamma, device=device)
     norm.load_state_dict(state["normalizers"])
     return Policy(agent.to(device).eval(), norm, action_space, device)

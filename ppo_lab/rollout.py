@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +22,20 @@ def action_shape_dtype(space: gym.Space) -> tuple[tuple[int, ...], torch.dtype]:
     if isinstance(space, gym.spaces.MultiDiscrete):
         return tuple(space.shape), torch.int64
     return tuple(space.shape), torch.float32
+
+
+class RolloutValues(NamedTuple):
+    """A policy and critic evaluated on a rollout's states and actions, [T, N] each.
+
+    logprobs     log pi(a_t|s_t) of the actions taken
+    values       V(s_t), in return units
+    next_values  V(s_{t+1}) of the true next state: the final observation where an episode was
+                 truncated at t, the bootstrap state after the rollout at t = T-1
+    """
+
+    logprobs: Tensor
+    values: Tensor
+    next_values: Tensor
 
 
 @dataclass
@@ -56,21 +71,19 @@ class Rollout:
 
     obs[t]         observation the policy acted on at t (normalized when that is on) [T, N, *obs]
     actions[t]     action taken (raw sample, before clipping to the action bounds) [T, N, *act]
-    logprobs[t]    log pi_old(a_t|s_t) [T, N]
     rewards[t]     reward used for learning (scaled when reward scaling is on) [T, N]
     terminated[t]  1.0 where s_{t+1} is terminal [T, N]
     done[t]        1.0 where the episode ended at t (terminated or truncated) [T, N]
-    values[t]      V(s_t) [T, N];  next_values[t] = V(s_{t+1}), the true next state [T, N]
+
+    What a policy and critic make of it (log-probs, values) is a `RolloutValues`, computed
+    afterwards in one batched pass (`ppo_lab.train.evaluate_rollout`).
     """
 
     obs: Tensor
     actions: Tensor
-    logprobs: Tensor
     rewards: Tensor
     terminated: Tensor
     done: Tensor
-    values: Tensor
-    next_values: Tensor
     last_obs: Tensor  # s_T, the observation after the last step [N, *obs]
     host: HostSteps  # per-step env outputs staged in host memory, moved once per rollout
     truncations: list[tuple[int, Tensor, Tensor]] = field(default_factory=list)
@@ -90,12 +103,9 @@ class Rollout:
         return cls(
             obs=zeros((*steps, *obs_shape), obs_dtype),
             actions=zeros((*steps, *act_shape), act_dtype),
-            logprobs=zeros(steps),
             rewards=zeros(steps),
             terminated=zeros(steps),
             done=zeros(steps),
-            values=zeros(steps),
-            next_values=zeros(steps),
             last_obs=zeros((num_envs, *obs_shape), obs_dtype),
             host=HostSteps.allocate(num_steps, num_envs, pin=device.type == "cuda"),
         )

@@ -91,12 +91,12 @@ def find_job_dirs(root: Path) -> list[Path]:
     """Every job dir under `root` (or `root` itself), in natural order (2 before 10)."""
     root = Path(root)
     found = {p.parent.parent for p in root.rglob("overrides.yaml") if p.parent.name == ".hydra"}
+    return sorted(found, key=lambda path: [natural_key(p) for p in path.relative_to(root).parts])
 
-    def natural(path: Path) -> list[tuple[int, int | str]]:
-        parts = path.relative_to(root).parts
-        return [(0, int(p)) if p.isdigit() else (1, p) for p in parts]
 
-    return sorted(found, key=natural)
+def natural_key(text: str) -> tuple[int, int | str]:
+    """A sort key that puts numbers first and in numeric order: "2" before "10" before "a"."""
+    return (0, int(text)) if text.isdigit() else (1, text)
 
 
 def read_yaml(path: Path) -> Any:
@@ -167,27 +167,76 @@ def load_run(job_dir: Path) -> RunRecord:
     )
 
 
-def varied_keys(runs: Sequence[RunRecord]) -> list[str]:
-    """The factors whose value differs across `runs`: the sweep's variant axes.
+def differing_keys(
+    rows: Sequence[Mapping[str, Any]], keys: Iterable[str] | None = None, missing: Any = None
+) -> list[str]:
+    """The keys (of `keys`, default: every key of `rows`) whose value is not the same in all
+    `rows`, sorted; a row without a key counts as having the value `missing`."""
+    if keys is None:
+        keys = {key for row in rows for key in row}
+    return sorted(k for k in keys if len({row.get(k, missing) for row in rows}) > 1)
+
+
+def variant_keys(runs: Sequence[RunRecord]) -> list[str]:
+    """The factors that tell variants apart: those whose value differs between runs on one env.
 
     Left out: `seed` (replicates), the env (tasks), and, when several envs were swept, any factor
-    that is fixed within each env (an env recipe picking its network is not a variant).
+    that is fixed within each env (an env recipe picking its network is not a variant). Compare
+    `swept_keys`, every factor that differs, and `config_differences`, resolved config values.
     """
     factors = [run.factors for run in runs]
-    keys = sorted({k for f in factors for k in f} - {REPLICATE_KEY} - TASK_KEYS)
-    several_envs = len({run.env_id for run in runs}) > 1
+    keys = {k for f in factors for k in f} - {REPLICATE_KEY} - TASK_KEYS
+    per_env: dict[str, list[dict[str, str]]] = {}
+    for run, f in zip(runs, factors, strict=True):
+        per_env.setdefault(run.env_id, []).append(f)
+    return sorted({k for group in per_env.values() for k in differing_keys(group, keys)})
 
-    def varies(key: str) -> bool:
-        if len({f.get(key) for f in factors}) < 2:
-            return False
-        if several_envs:
-            per_env: dict[str, set[str | None]] = {}
-            for run, f in zip(runs, factors, strict=True):
-                per_env.setdefault(run.env_id, set()).add(f.get(key))
-            return any(len(values) > 1 for values in per_env.values())
-        return True
 
-    return [k for k in keys if varies(k)]
+def swept_keys(runs: Sequence[RunRecord]) -> list[str]:
+    """Every factor (group choice or override) whose value differs across `runs`, for a table of
+    jobs: method factors first (sorted), then the task (env) factors, then the seed.
+
+    Unlike `variant_keys`, the seed, the env and factors fixed within each env are kept.
+    """
+
+    def order(key: str) -> tuple[int, str]:
+        return (2 if key == REPLICATE_KEY else 1 if key in TASK_KEYS else 0, key)
+
+    return sorted(differing_keys([run.factors for run in runs]), key=order)
+
+
+def config_differences(runs: Sequence[RunRecord]) -> dict[str, dict[str, str]]:
+    """Resolved config keys whose values differ between variants: `{key: {variant: values}}`.
+
+    A variant's value is every value its runs took (joined by " / "); the seed and the env id
+    (replicate and task axes) are left out. Unlike `variant_keys` this reads `.hydra/config.yaml`
+    (so it shows what a group choice set), not the overrides.
+    """
+    per_variant: dict[str, dict[str, set[str]]] = {}
+    for run in runs:
+        cell = per_variant.setdefault(run.variant, {})
+        for key, value in _flatten(run.config).items():
+            cell.setdefault(key, set()).add(value)
+    shown = {
+        variant: {key: " / ".join(sorted(values)) for key, values in cell.items()}
+        for variant, cell in per_variant.items()
+    }
+    keys = {k for cell in shown.values() for k in cell} - {REPLICATE_KEY} - TASK_KEYS
+    return {
+        key: {variant: cell.get(key, "—") for variant, cell in shown.items()}
+        for key in differing_keys(list(shown.values()), keys, missing="—")
+    }
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return out
 
 
 def variant_of(run: RunRecord, keys: Sequence[str]) -> str:
@@ -215,7 +264,7 @@ def load_runs(paths: Iterable[Path]) -> list[RunRecord]:
         new = [job for job in jobs if job.resolve() not in seen]  # a sweep passed twice
         seen.update(job.resolve() for job in new)
         runs.extend(map(load_run, new))
-    keys = varied_keys(runs)
+    keys = variant_keys(runs)
     return [dataclasses.replace(run, variant=variant_of(run, keys)) for run in runs]
 
 

@@ -2,8 +2,9 @@
 
     for each update:
         rollout     <- N envs x T steps with pi_old                       (collect_rollout)
-        A, R        <- advantage estimator over the rollout               (estimate_advantages)
-        for each epoch, for each minibatch:                               (update)
+        pi_old, V   <- one batched pass over the rollout                  (evaluate_rollout)
+        A, R        <- advantage estimator over the rollout               (update: estimate)
+        for each epoch, for each minibatch:                               (update: epochs)
             loss = policy_loss(r, A) + vf_coef * value_loss(V, R) - ent_coef * entropy
             Adam step on the clipped gradient
         log metrics, checkpoint
@@ -31,15 +32,16 @@ from ppo_lab.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ppo_lab.config import Settings, build
+from ppo_lab.advantages import Estimator
+from ppo_lab.components import ConfigError, build, declared_inputs, inputs_declared_by
+from ppo_lab.config import RunSettings, Settings
 from ppo_lab.envs import VectorEnv, env_actions
 from ppo_lab.evaluation import evaluate_and_log
-from ppo_lab.losses.policy import adapt_kl_beta
+from ppo_lab.losses import PPOLoss
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers, normalize_advantages
 from ppo_lab.progress import Progress
-from ppo_lab.rollout import Rollout, observation_dtype
-from ppo_lab.schema import ConfigError
+from ppo_lab.rollout import Rollout, RolloutValues, observation_dtype
 from ppo_lab.tracking import MetricsFile, Tracker
 
 RECENT_EPISODES = 10  # "final return" = mean undiscounted return of the last 10 training episodes
@@ -123,27 +125,36 @@ def collect_rollout(
 
 
 @torch.no_grad()
-def evaluate_rollout(agent: ActorCritic, buf: Rollout, norm: Normalizers) -> None:
-    """log pi_old(a_t|s_t), V(s_t) and V(s_{t+1}) for the whole rollout in a few batched calls."""
+def evaluate_rollout(agent: ActorCritic, buf: Rollout, norm: Normalizers) -> RolloutValues:
+    """log pi(a_t|s_t), V(s_t) and V(s_{t+1}) of the whole rollout in a few batched calls."""
+    shape = buf.rewards.shape  # [T, N]
     logp, _, values = agent.evaluate(buf.flat(buf.obs), buf.flat(buf.actions))
-    buf.logprobs.copy_(logp.view_as(buf.logprobs))
-    buf.values.copy_(norm.values(values).view_as(buf.values))
-    buf.next_values[:-1] = buf.values[1:]  # V(s_{t+1}) inside the rollout
-    buf.next_values[-1] = norm.values(agent.value(buf.last_obs))  # bootstrap at the rollout edge
+    values = norm.values(values).view(shape)
+    next_values = torch.empty_like(values)
+    next_values[:-1] = values[1:]  # V(s_{t+1}) inside the rollout
+    next_values[-1] = norm.values(agent.value(buf.last_obs))  # bootstrap at the rollout edge
     for t, envs_idx, final_obs in buf.truncations:  # true final states of truncated episodes
-        buf.next_values[t, envs_idx] = norm.values(agent.value(final_obs))
+        next_values[t, envs_idx] = norm.values(agent.value(final_obs))
+    return RolloutValues(logp.view(shape), values, next_values)
 
 
-def estimate_advantages(settings: Settings, buf: Rollout, logp_target: Tensor | None = None
-                        ) -> tuple[Tensor, Tensor]:
-    """(advantages, returns) [T, N] from the configured estimator (`advantage` group)."""
-    estimator = settings.advantage
-    kwargs = dict(estimator.kwargs)
-    if estimator.needs_log_probs:  # V-trace weighs by pi/mu
-        kwargs.update(logp_behaviour=buf.logprobs,
-                      logp_target=buf.logprobs if logp_target is None else logp_target)
-    return estimator.fn(buf.rewards, buf.values, buf.next_values, buf.terminated, buf.done,
-                        gamma=settings.run.gamma, **kwargs)
+def estimate_advantages(estimator: Estimator, gamma: float, buf: Rollout,
+                        behaviour: RolloutValues, current: RolloutValues) -> tuple[Tensor, Tensor]:
+    """(advantages, returns) [T, N] from the configured estimator (`advantage` group).
+
+    `behaviour` is what the rollout's policy made of it (pi_old); `current` is the critic (and
+    policy) the targets are computed with: the same on the first epoch, the current networks
+    when advantages are recomputed.
+    """
+    trainer_state = inputs_declared_by(
+        estimator, logp_behaviour=behaviour.logprobs, logp_target=current.logprobs)
+    return estimator(buf.rewards, current.values, current.next_values, buf.terminated, buf.done,
+                     gamma, **trainer_state)
+
+
+def annealed_lr(base_lr: float, update_index: int, num_updates: int) -> float:
+    """Linear decay to 0: lr_k = base * (1 - (k - 1) / K) for update k = 1 .. K."""
+    return base_lr * (1.0 - (update_index - 1) / num_updates)
 
 
 def explained_variance(predicted: Tensor, target: Tensor) -> float:
@@ -153,63 +164,63 @@ def explained_variance(predicted: Tensor, target: Tensor) -> float:
 
 
 def update(
-    settings: Settings,
+    run: RunSettings,
+    loss: PPOLoss,
+    estimator: Estimator,
     agent: ActorCritic,
     optimizer: torch.optim.Optimizer,
     buf: Rollout,
+    behaviour: RolloutValues,
     norm: Normalizers,
     kl_beta: float | None,
 ) -> dict[str, float]:
-    """`update_epochs` passes of minibatch gradient steps on one rollout; returns diagnostics."""
-    run, loss_cfg = settings.run, settings.loss
-    advantages, returns = estimate_advantages(settings, buf)
+    """One PPO update on a rollout: estimate advantages, then epochs of minibatch steps.
+
+    Returns the diagnostics (minibatch means) under their fixed names (`losses/...`).
+    """
+    # V-trace's target policy is the one being optimised: its log-probs must be fresh each epoch.
+    recompute = run.recompute_advantages or "logp_target" in declared_inputs(estimator)
+    advantages, returns = estimate_advantages(estimator, run.gamma, buf, behaviour, behaviour)
     b_obs, b_actions = buf.flat(buf.obs), buf.flat(buf.actions)
-    b_logp, b_values = buf.flat(buf.logprobs), buf.flat(buf.values)
-    b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
-    explained = explained_variance(b_values, b_returns)
-    policy_kwargs = dict(loss_cfg.policy_kwargs)
-    if kl_beta is not None:
-        policy_kwargs["kl_beta"] = kl_beta
+    b_logp_old, b_values_old = buf.flat(behaviour.logprobs), buf.flat(behaviour.values)
+    explained = explained_variance(b_values_old, returns.reshape(-1))
+    if norm.value_target is not None:
+        norm.value_target.update(returns)  # detail: value-target normalization statistics
     params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = run.max_grad_norm if run.max_grad_norm is not None else float("inf")
-    adv_scope = settings.normalization.advantage
-    if norm.value_target is not None:
-        norm.value_target.update(b_returns)  # detail: value-target normalization statistics
     diagnostics = DiagnosticMeans()
     epochs_done, early_stopped = 0, False
     for epoch in range(run.update_epochs):
-        if epoch > 0 and settings.advantage.recompute:  # detail: fresh advantages every epoch
-            b_adv, b_returns = recompute_advantages(settings, agent, buf, norm)
-        if adv_scope == "batch":
+        if epoch > 0 and recompute:  # detail: fresh advantages from the current networks
+            current = evaluate_rollout(agent, buf, norm)
+            advantages, returns = estimate_advantages(estimator, run.gamma, buf, behaviour,
+                                                      current)
+        b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
+        if norm.advantage_scope == "batch":
             b_adv = normalize_advantages(b_adv)  # detail: advantage normalization (batch)
         if norm.value_target is not None:  # the critic regresses normalized targets
             targets = norm.value_target.normalize(b_returns)
-            old_values = norm.value_target.normalize(b_values)
+            old_values = norm.value_target.normalize(b_values_old)
         else:
-            targets, old_values = b_returns, b_values
+            targets, old_values = b_returns, b_values_old
         epoch_kl = DiagnosticMeans()
         for idx in torch.randperm(run.batch_size, device=b_adv.device).split(run.minibatch_size):
             logp, entropy, values = agent.evaluate(b_obs[idx], b_actions[idx])
             adv = b_adv[idx]
-            if adv_scope == "minibatch":
+            if norm.advantage_scope == "minibatch":
                 adv = normalize_advantages(adv)  # detail: per-minibatch advantage normalization
-            policy_loss, policy_info = loss_cfg.policy_fn(logp, b_logp[idx], adv, **policy_kwargs)
-            value_loss, value_info = loss_cfg.value_fn(values, old_values[idx], targets[idx],
-                                                       **loss_cfg.value_kwargs)
-            entropy = entropy.mean()
-            loss = policy_loss + loss_cfg.vf_coef * value_loss - loss_cfg.ent_coef * entropy
+            total, info = loss(logp, b_logp_old[idx], adv, values, old_values[idx], targets[idx],
+                               entropy, kl_beta)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             # detail: global gradient-norm clipping; a NaN/inf gradient stops the run here
             # instead of silently corrupting the parameters.
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, error_if_nonfinite=True)
             optimizer.step()
-            diagnostics.add({"policy_loss": policy_loss, "value_loss": value_loss,
-                             "entropy": entropy, "grad_norm": grad_norm,
-                             **policy_info, **value_info})
-            epoch_kl.add({"approx_kl": policy_info["approx_kl"]})
+            diagnostics.add({**info, "grad_norm": grad_norm})
+            epoch_kl.add({"approx_kl": info["approx_kl"]})
         epochs_done += 1
-        if loss_cfg.target_kl is not None and epoch_kl.means()["approx_kl"] > loss_cfg.target_kl:
+        if run.early_stop_kl is not None and epoch_kl.means()["approx_kl"] > run.early_stop_kl:
             early_stopped = True  # detail: stop the epoch loop once the policy moved too far
             break
     out = {f"losses/{k}": v for k, v in diagnostics.means().items()}
@@ -219,23 +230,8 @@ def update(
     return out
 
 
-@torch.no_grad()
-def recompute_advantages(settings: Settings, agent: ActorCritic, buf: Rollout, norm: Normalizers
-                         ) -> tuple[Tensor, Tensor]:
-    """Advantages from the current critic (and current policy for V-trace's pi/mu)."""
-    old_logp, old_values, old_next = (buf.logprobs.clone(), buf.values.clone(),
-                                      buf.next_values.clone())
-    evaluate_rollout(agent, buf, norm)  # current V(s_t), V(s_{t+1}) and log pi(a_t|s_t)
-    current_logp = buf.logprobs.clone()
-    buf.logprobs.copy_(old_logp)  # the behaviour policy stays the rollout's pi_old
-    advantages, returns = estimate_advantages(settings, buf, current_logp)
-    buf.values.copy_(old_values)  # V_old stays the rollout's for the clipped value loss
-    buf.next_values.copy_(old_next)
-    return advantages.reshape(-1), returns.reshape(-1)
-
-
-def build_agent(settings: Settings, choices: dict[str, str], obs_space: gym.Space,
-                action_space: gym.Space) -> ActorCritic:
+def build_agent(settings: Settings, choices: dict[str, str], norm: Normalizers,
+                obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
     """The configured network for this env's spaces; a mismatch is a `ConfigError`.
 
     The network factories raise ValueError when they cannot read the observations or act in the
@@ -244,7 +240,7 @@ def build_agent(settings: Settings, choices: dict[str, str], obs_space: gym.Spac
     """
     network, env = choices.get("network", "?"), choices.get("env", "?")
     where = f"network={network} with env={env} ({settings.cfg.env.get('id')})"
-    if settings.normalization.observation and observation_dtype(obs_space) == torch.uint8:
+    if norm.obs is not None and observation_dtype(obs_space) == torch.uint8:
         raise ConfigError([f"normalization.observation=true with uint8 image observations "
                            f"{obs_space} ({where}): pixels are scaled by 1/255 in the network; "
                            "use normalization=adv"])
@@ -270,13 +266,15 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
     obs_shape = tuple(obs_space.shape or ())
     checkpoint_path = run_dir / "checkpoint.pt"
+    loss: PPOLoss = build(cfg.loss)
+    estimator: Estimator = build(cfg.advantage)
     try:
-        agent = build_agent(settings, choices, obs_space, action_space).to(device)
+        norm: Normalizers = build(cfg.normalization, obs_shape=obs_shape, num_envs=run.num_envs,
+                                  gamma=run.gamma, device=device)
+        agent = build_agent(settings, choices, norm, obs_space, action_space).to(device)
         optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
-        norm = Normalizers.build(settings.normalization, obs_shape, run.num_envs, run.gamma,
-                                 device)
         base_lrs = [group["lr"] for group in optimizer.param_groups]
-        kl_beta = settings.loss.initial_kl_beta  # KL-penalty coefficient: trainer state
+        kl_beta = loss.initial_kl_beta  # the KL-penalty coefficient is trainer state
         recent_returns: list[float] = []
         global_step, first_update = 0, 1
         if run.resume and checkpoint_path.exists():  # a requeued job continues where it stopped
@@ -312,20 +310,19 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
         eval_seconds = 0.0  # time in periodic evaluations, left out of charts/SPS
         for update_index in range(first_update, run.num_updates + 1):
             if run.anneal_lr:  # detail: learning rate decays linearly to 0
-                frac = 1.0 - (update_index - 1) / run.num_updates
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                    group["lr"] = frac * base
+                    group["lr"] = annealed_lr(base, update_index, run.num_updates)
 
             obs_np, ep_returns, ep_lengths = collect_rollout(envs, agent, buf, obs_np, norm,
                                                              raw_obs)
             global_step += run.batch_size
             if norm.obs is not None and raw_obs is not None:
                 norm.obs.update(raw_obs.reshape(-1, *obs_shape))  # stats for the next rollout
-            evaluate_rollout(agent, buf, norm)
-            diagnostics = update(settings, agent, optimizer, buf, norm, kl_beta)
-            if kl_beta is not None and settings.loss.kl_target is not None:
-                kl_beta = adapt_kl_beta(kl_beta, diagnostics["losses/approx_kl"],
-                                        kl_target=settings.loss.kl_target)
+            behaviour = evaluate_rollout(agent, buf, norm)  # pi_old and V_old of the rollout
+            diagnostics = update(run, loss, estimator, agent, optimizer, buf, behaviour, norm,
+                                 kl_beta)
+            if loss.kl_coef is not None and kl_beta is not None:  # detail: adaptive KL penalty
+                kl_beta = loss.kl_coef.next(kl_beta, diagnostics["losses/approx_kl"])
 
             elapsed = time.perf_counter() - start
             record: dict[str, float] = {

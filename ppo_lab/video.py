@@ -89,8 +89,8 @@ def record_episode(make_envs: Callable[[int], VectorEnv], env_cfg: dict[str, Any
     has neither image observations nor a way to render here."""
     if is_image(observation_space):
         return _frames_from_observations(make_envs, policy, seed, max_frames)
-    env_id, backend = env_cfg.get("id"), env_cfg.get("backend")
-    if isinstance(env_id, str) and backend in ("gymnasium_sync", "gymnasium_async"):
+    env_id, backend = env_cfg.get("id"), str((env_cfg.get("backend") or {}).get("_target_"))
+    if isinstance(env_id, str) and backend.endswith("GymnasiumVectorEnv"):
         try:
             return _frames_from_render(env_id, dict(env_cfg.get("kwargs") or {}), policy, seed,
                                        max_frames)

@@ -7,10 +7,9 @@ truncated episode, so that a time limit bootstraps from V(final obs) while a ter
 """
 
 from ppo_lab.envs.base import EpisodeStats, Step, VectorEnv, env_actions
-from ppo_lab.envs.factory import BACKENDS, make_vector_env
+from ppo_lab.envs.factory import make_vector_env
 
 __all__ = [
-    "BACKENDS",
     "EpisodeStats",
     "Step",
     "VectorEnv",

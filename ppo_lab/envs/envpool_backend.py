@@ -18,13 +18,18 @@ import envpool
 import gymnasium as gym
 import numpy as np
 
+from ppo_lab.components import NonNegativeInt
 from ppo_lab.envs.base import EpisodeTracker, Step
 
 
 class EnvpoolVectorEnv:
     """An envpool gymnasium-API env in sync mode behind `VectorEnv`."""
 
-    def __init__(self, env_id: str, num_envs: int, *, num_threads: int, kwargs: dict[str, Any]):
+    def __init__(
+        self, env_id: str, num_envs: int, kwargs: dict[str, Any], *, num_threads: NonNegativeInt = 1
+    ):
+        """num_threads: envpool worker threads; 1 is fastest for cheap envs on 2 cores (its main
+        thread busy-waits), 0 = envpool's default (one per core)."""
         self._env_id = env_id
         self._num_threads = num_threads
         self._kwargs = kwargs

@@ -31,7 +31,10 @@ def env_constructor(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env
 class GymnasiumVectorEnv:
     """A gymnasium Sync/AsyncVectorEnv in same-step auto-reset mode, behind `VectorEnv`."""
 
-    def __init__(self, env_id: str, num_envs: int, *, asynchronous: bool, kwargs: dict[str, Any]):
+    def __init__(
+        self, env_id: str, num_envs: int, kwargs: dict[str, Any], *, asynchronous: bool = False
+    ):
+        """asynchronous: one process per env (for slow envs); else all envs in this process."""
         make_one = env_constructor(env_id, kwargs)
         vector_cls = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
         # copy=False: the loop copies observations into its own buffer right away.

@@ -2,7 +2,7 @@
 
 Every variant has one signature,
 
-    loss, info = fn(logp_new, logp_old, advantages, *, weight=None, **coefficients)
+    loss, info = fn(logp_new, logp_old, advantages, weight=None, *, **coefficients)
 
     logp_new    [B]  log pi_theta(a|s) of the rollout's actions under the policy being optimised
                      (carries the gradient)
@@ -35,25 +35,29 @@ Diagnostics (INFO_KEYS), unweighted minibatch means, never read back to the host
     clipfrac        fraction with |r - 1| > clip_eps (vanilla, kl_penalty: what clip would clip)
     dual_clip_frac  fraction with A < 0 where c A is the active term (0 except for dual_clip)
 
-Every variant accepts `clip_eps`, so an env preset may set `loss.clip_eps` whatever the variant;
-where the objective has no clip it only sets the `clipfrac` threshold.
+A `conf/loss/policy/*.yaml` entry names one of them; its keyword-only, constrained coefficients
+are the entry's schema (`ppo_lab.components`). No variant takes a coefficient it does not use:
+`vanilla` and `kl_penalty` have no clip range, and report `clipfrac` at the reference range
+`CLIPFRAC_REFERENCE_EPS` = 0.2 (what `clip` at its default would have clipped). `kl_penalty`'s
+coefficient beta is trainer state, declared with `@trainer_inputs("kl_beta")` and scheduled by the
+loss entry's `kl_coef` (`ppo_lab.losses.kl_coef`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import annotated_types as at
 import torch
 from torch import Tensor
 
-from ppo_lab.schema import NON_NEGATIVE, Range
+from ppo_lab.components import OpenUnitInterval, trainer_inputs
 
-ClipEps = Annotated[float, Range(0, 1, open=True)]
-DualClip = Annotated[float, Range(1, None, low_open=True)]
-KlBeta = Annotated[float, NON_NEGATIVE]
-KlTarget = Annotated[float, Range(0, None, low_open=True)]
+ClipEps = OpenUnitInterval
+DualClip = Annotated[float, at.Gt(1)]
 
 INFO_KEYS = ("approx_kl", "approx_kl_k1", "clipfrac", "dual_clip_frac")
+CLIPFRAC_REFERENCE_EPS = 0.2  # clipfrac threshold of the variants without a clip range
 
 
 def _loss(objective: Tensor, weight: Tensor | None) -> Tensor:
@@ -89,28 +93,25 @@ def vanilla(
     logp_new: Tensor,
     logp_old: Tensor,
     advantages: Tensor,
-    *,
     weight: Tensor | None = None,
-    clip_eps: ClipEps = 0.2,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Unclipped importance-sampled surrogate L = r A (Kakade & Langford's L^CPI).
 
     Nothing keeps r near 1, so with several epochs per rollout the policy can move arbitrarily far
     from the one that collected the data: this is the control that the other variants improve on.
-    `clip_eps` does not enter the loss; it is the threshold of the `clipfrac` diagnostic, which
-    here measures how much a clipped loss *would* have clipped.
+    `clipfrac` measures how much `clip` at the reference range *would* have clipped.
     """
     log_ratio = logp_new - logp_old
     ratio = log_ratio.exp()  # r = pi_theta / pi_old
-    return _loss(ratio * advantages, weight), _info(log_ratio, ratio, clip_eps)
+    return _loss(ratio * advantages, weight), _info(log_ratio, ratio, CLIPFRAC_REFERENCE_EPS)
 
 
 def clip(
     logp_new: Tensor,
     logp_old: Tensor,
     advantages: Tensor,
-    *,
     weight: Tensor | None = None,
+    *,
     clip_eps: ClipEps = 0.2,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped surrogate L = min(r A, clip(r, 1 - eps, 1 + eps) A).
@@ -131,8 +132,8 @@ def dual_clip(
     logp_new: Tensor,
     logp_old: Tensor,
     advantages: Tensor,
-    *,
     weight: Tensor | None = None,
+    *,
     clip_eps: ClipEps = 0.2,
     dual_clip: DualClip = 3.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -157,14 +158,13 @@ def dual_clip(
     return _loss(objective_dual, weight), _info(log_ratio, ratio, clip_eps, dual_active)
 
 
+@trainer_inputs("kl_beta")
 def kl_penalty(
     logp_new: Tensor,
     logp_old: Tensor,
     advantages: Tensor,
-    *,
     weight: Tensor | None = None,
-    clip_eps: ClipEps = 0.2,
-    kl_beta: KlBeta = 1.0,
+    kl_beta: float = 1.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """KL-penalised surrogate L = r A - beta * k3, with k3 = (r - 1) - log r per sample.
 
@@ -177,28 +177,11 @@ def kl_penalty(
         k3 ~ (log r)^2 / 2, so the penalty acts only once the policy has moved, while k1 has
         gradient -grad(log pi_theta) on every sample, a pure noise term at pi_theta = pi_old;
       - that gradient is also unbiased: E_{pi_old}[(r - 1) grad log pi_theta] = grad KL.
-    `kl_beta` is fixed here; for the adaptive schedule the trainer updates it between
-    rollouts with `adapt_kl_beta`. `clip_eps` only sets the `clipfrac` threshold, as in `vanilla`.
+    `kl_beta` is trainer state: the loss entry's `kl_coef` schedule (`ppo_lab.losses.kl_coef`)
+    sets it between rollouts. `clipfrac` is measured at the reference range, as in `vanilla`.
     """
     log_ratio = logp_new - logp_old
     ratio = log_ratio.exp()  # r = pi_theta / pi_old
     k3 = (ratio - 1) - log_ratio  # k3 = (r - 1) - log r >= 0
     objective = ratio * advantages - kl_beta * k3  # r A - beta k3
-    return _loss(objective, weight), _info(log_ratio, ratio, clip_eps)
-
-
-def adapt_kl_beta(kl_beta: float, kl: float, *, kl_target: KlTarget = 0.01) -> float:
-    """Adaptive KL coefficient (Schulman et al. 2017, sec. 4), applied once per policy update.
-
-    kl is the measured KL(pi_old || pi_theta) after the update (e.g. `approx_kl`):
-        kl < kl_target / 1.5  ->  beta / 2   (the policy barely moved: penalise less)
-        kl > kl_target * 1.5  ->  beta * 2   (it moved too far: penalise more)
-        otherwise             ->  beta
-    Pure: the trainer owns the current beta. The paper reports the result is insensitive to the
-    1.5 and 2 constants.
-    """
-    if kl < kl_target / 1.5:
-        return kl_beta / 2
-    if kl > kl_target * 1.5:
-        return kl_beta * 2
-    return kl_beta
+    return _loss(objective, weight), _info(log_ratio, ratio, CLIPFRAC_REFERENCE_EPS)

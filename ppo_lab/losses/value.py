@@ -2,31 +2,26 @@
 
 Every variant has one signature,
 
-    loss, info = fn(values, old_values, returns, *, weight=None, **coefficients)
+    loss, info = fn(values, old_values, returns, weight=None, *, **coefficients)
 
     values      [B]  V_theta(s) under the critic being optimised (carries the gradient)
     old_values  [B]  V_old(s), recorded when the rollout was collected (no gradient)
     returns     [B]  R, the regression targets (e.g. GAE advantages + V_old)
     weight      [B]  optional per-sample factor on the loss term, applied before the mean
     loss        []   1/B * sum_i w_i * l_i
-    info        {"value_clipfrac": fraction with |V - V_old| > value_clip_eps; 0 if not clipped}
+    info        {"value_clipfrac": fraction with |V - V_old| > clip_eps; 0 if not clipped}
 
 Variants: `mse` (the default in most implementations), `clipped` (the value clipping of the
-PPO reference code) and `huber`. Coefficient names are prefixed (`value_clip_eps`, `huber_delta`)
-because policy and value coefficients share one flat `loss` config node.
+PPO reference code) and `huber`. Each is a `conf/loss/value/*.yaml` entry of its own, so its
+coefficients are `loss.value.clip_eps` and `loss.value.delta`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import torch
 from torch import Tensor
 
-from ppo_lab.schema import POSITIVE
-
-ValueClipEps = Annotated[float, POSITIVE]
-HuberDelta = Annotated[float, POSITIVE]
+from ppo_lab.components import Positive
 
 INFO_KEYS = ("value_clipfrac",)
 
@@ -39,7 +34,7 @@ def _mean(per_sample: Tensor, weight: Tensor | None) -> Tensor:
 
 
 def mse(
-    values: Tensor, old_values: Tensor, returns: Tensor, *, weight: Tensor | None = None
+    values: Tensor, old_values: Tensor, returns: Tensor, weight: Tensor | None = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Squared error 0.5 * mean((V - R)^2). `old_values` is unused; it keeps one signature."""
     loss = 0.5 * _mean((values - returns).square(), weight)  # 0.5 (V - R)^2
@@ -50,9 +45,9 @@ def clipped(
     values: Tensor,
     old_values: Tensor,
     returns: Tensor,
-    *,
     weight: Tensor | None = None,
-    value_clip_eps: ValueClipEps = 0.2,
+    *,
+    clip_eps: Positive = 0.2,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped value loss, the critic's analogue of the clipped surrogate.
 
@@ -67,11 +62,11 @@ def clipped(
     Andrychowicz et al. 2021) found that value clipping does not help and can hurt.
     """
     delta = values - old_values
-    v_clip = old_values + delta.clamp(-value_clip_eps, value_clip_eps)  # V_old + clip(V-V_old)
+    v_clip = old_values + delta.clamp(-clip_eps, clip_eps)  # V_old + clip(V-V_old)
     err, err_clip = values - returns, v_clip - returns
     per_sample = torch.maximum(err.square(), err_clip.square())  # max((V-R)^2, (V_clip-R)^2)
     loss = 0.5 * _mean(per_sample, weight)
-    frac = (delta.detach().abs() > value_clip_eps).to(values.dtype).mean()
+    frac = (delta.detach().abs() > clip_eps).to(values.dtype).mean()
     return loss, {"value_clipfrac": frac}
 
 
@@ -79,9 +74,9 @@ def huber(
     values: Tensor,
     old_values: Tensor,
     returns: Tensor,
-    *,
     weight: Tensor | None = None,
-    huber_delta: HuberDelta = 1.0,
+    *,
+    delta: Positive = 1.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Huber loss of the error e = V - R, averaged: quadratic near 0, linear in the tails.
 
@@ -96,6 +91,6 @@ def huber(
     `old_values` is unused.
     """
     per_sample = torch.nn.functional.huber_loss(
-        values, returns, reduction="none", delta=huber_delta
+        values, returns, reduction="none", delta=delta
     )
     return _mean(per_sample, weight), {"value_clipfrac": values.new_zeros(())}

@@ -22,9 +22,9 @@ from torch import Tensor, nn
 
 from ppo_lab.networks.actor_critic import ActorCritic
 from ppo_lab.networks.heads import head_for, orthogonal_
-from ppo_lab.schema import Range
+from ppo_lab.components import PositiveInt
 
-Width = Annotated[int, Range(1, None)]
+Width = PositiveInt
 
 
 def image_layout(space: gym.Space, network: str) -> tuple[int, int, int, bool]:

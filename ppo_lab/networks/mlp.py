@@ -11,7 +11,7 @@ from torch import nn
 
 from ppo_lab.networks.actor_critic import ActorCritic
 from ppo_lab.networks.heads import head_for, orthogonal_
-from ppo_lab.schema import Range
+from ppo_lab.components import PositiveInt
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -30,7 +30,7 @@ def mlp(
     observation_space: gym.Space,
     action_space: gym.Space,
     *,
-    hidden_sizes: Sequence[Annotated[int, Range(1, None)]] = (64, 64),
+    hidden_sizes: Sequence[PositiveInt] = (64, 64),
     activation: Literal["tanh", "relu", "elu"] = "tanh",
     shared: bool = False,
 ) -> ActorCritic:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ppo_lab.files import write_text_atomically
-from ppo_lab.runs import REPLICATE_KEY, TASK_KEYS, RunRecord, find_job_dirs, load_run
+from ppo_lab.runs import RunRecord, find_job_dirs, load_run, relative_name, swept_keys
 
 FINISHED = "finished"
 MARKDOWN_NAME = "sweep_summary.md"
@@ -53,21 +53,6 @@ class SweepTable:
         return tuple(run for run in self.runs if run.status != FINISHED)
 
 
-def swept_keys(runs: Sequence[RunRecord]) -> list[str]:
-    """The factors (group choices and overrides) whose value differs across `runs`.
-
-    Method factors first (sorted), then the task (env) factors, then the seed.
-    """
-    factors = [run.factors for run in runs]
-    keys = {key for f in factors for key in f}
-    varied = [k for k in keys if len({f.get(k) for f in factors}) > 1]
-
-    def order(key: str) -> tuple[int, str]:
-        return (2 if key == REPLICATE_KEY else 1 if key in TASK_KEYS else 0, key)
-
-    return sorted(varied, key=order)
-
-
 def _lookup(summary: dict[str, Any] | None, path: tuple[str, ...]) -> Any:
     value: Any = summary or {}
     for key in path:
@@ -77,7 +62,7 @@ def _lookup(summary: dict[str, Any] | None, path: tuple[str, ...]) -> Any:
 
 def _row(run: RunRecord, sweep_dir: Path, swept: Sequence[str]) -> dict[str, Any]:
     factors = run.factors
-    row: dict[str, Any] = {"job": _relative(run.path, sweep_dir), "status": run.status}
+    row: dict[str, Any] = {"job": relative_name(run.path, [sweep_dir]), "status": run.status}
     row.update({key: factors.get(key, "") for key in swept})
     row.update({name: _lookup(dict(run.summary or {}), path) for name, path in METRIC_COLUMNS})
     seed_returns = (run.summary or {}).get("seed_returns")
@@ -85,13 +70,6 @@ def _row(run: RunRecord, sweep_dir: Path, swept: Sequence[str]) -> dict[str, Any
         row["seed_returns"] = seed_returns
     row["error"] = run.error or ""
     return row
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root)) or "."
-    except ValueError:
-        return str(path)
 
 
 def summarize(sweep_dir: Path) -> SweepTable:
@@ -136,18 +114,25 @@ def _markdown_cell(value: Any, column: str) -> str:
 def to_markdown(table: SweepTable) -> str:
     """A markdown page: status counts, the re-run command when jobs failed, and the table."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(table.counts.items()))
-    lines = [f"# Sweep summary: {table.sweep_dir}", "",
-             f"{len(table.runs)} jobs: {counts or 'none'}.", ""]
+    lines = [
+        f"# Sweep summary: {table.sweep_dir}",
+        "",
+        f"{len(table.runs)} jobs: {counts or 'none'}.",
+        "",
+    ]
     if table.swept:
         lines += [f"Swept: {', '.join(table.swept)}.", ""]
     if table.unfinished:
-        lines += ["Re-run the jobs that did not finish (each in its own job dir):", "",
-                  f"    python -m ppo_lab.sweep rerun-failed {table.sweep_dir}", ""]
+        lines += [
+            "Re-run the jobs that did not finish (each in its own job dir):",
+            "",
+            f"    python -m ppo_lab.sweep rerun-failed {table.sweep_dir}",
+            "",
+        ]
     lines.append("| " + " | ".join(table.columns) + " |")
     lines.append("|" + "|".join("---" for _ in table.columns) + "|")
     for row in table.rows:
-        lines.append("| " + " | ".join(_markdown_cell(row.get(c), c) for c in table.columns)
-                     + " |")
+        lines.append("| " + " | ".join(_markdown_cell(row.get(c), c) for c in table.columns) + " |")
     return "\n".join(lines) + "\n"
 
 
