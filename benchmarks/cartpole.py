@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from common import backend_sps, compose_config, raw_envpool_sps
 
-from ppo_lab.config import build, validate
-from ppo_lab.normalization import Normalizers
+from ppo_lab.components import build
+from ppo_lab.config import validate
 from ppo_lab.rollout import Rollout
 from ppo_lab.train import collect_rollout, train
 
@@ -43,11 +43,19 @@ def rollout_sps(overrides: list[str], rollouts: int = 100) -> float:
     torch.set_num_threads(run.torch_threads)
     envs = build(settings.cfg.env, num_envs=run.num_envs)
     space = envs.single_observation_space
-    agent = build(settings.cfg.network, observation_space=space,
-                  action_space=envs.single_action_space)
-    buf = Rollout.allocate(run.num_steps, run.num_envs, space, envs.single_action_space,
-                           torch.device("cpu"))
-    norm = Normalizers(obs=None, obs_clip=10.0, reward=None, value_target=None)
+    agent = build(
+        settings.cfg.network, observation_space=space, action_space=envs.single_action_space
+    )
+    buf = Rollout.allocate(
+        run.num_steps, run.num_envs, space, envs.single_action_space, torch.device("cpu")
+    )
+    norm = build(
+        settings.cfg.normalization,
+        obs_shape=space.shape,
+        num_envs=run.num_envs,
+        gamma=run.gamma,
+        device="cpu",
+    )
     obs = envs.reset(seed=0)
     start = time.perf_counter()
     for _ in range(rollouts):
@@ -74,39 +82,48 @@ def main() -> None:
 
     print(f"CartPole-v1, {num_envs} envs (the default config)")
     steps = 20_000 // num_envs
-    raw_pool = raw_envpool_sps(compose_config("env.backend=envpool"), steps)
-    ours_pool = backend_sps(compose_config("env.backend=envpool"), steps)
-    raw_sync = backend_sps(compose_config("env.backend=gymnasium_sync"), steps)
+    raw_pool = raw_envpool_sps(compose_config("env/backend=envpool"), steps)
+    ours_pool = backend_sps(compose_config("env/backend=envpool"), steps)
+    raw_sync = backend_sps(compose_config("env/backend=gymnasium_sync"), steps)
     print(f"  raw envpool stepping (random actions, 1 thread)   {raw_pool:>10,.0f} SPS")
     print(f"  ppo_lab envpool backend (random actions)          {ours_pool:>10,.0f} SPS")
     print(f"  ppo_lab gymnasium_sync backend (random actions)   {raw_sync:>10,.0f} SPS")
 
     for backend in ("gymnasium_sync", "envpool"):
-        sps = rollout_sps([f"env.backend={backend}"])
-        print(f"  rollout collection only, {backend:15s} {sps:>10,.0f} SPS "
-              f"= {sps / raw_pool:.2f} x raw envpool")
+        sps = rollout_sps([f"env/backend={backend}"])
+        print(
+            f"  rollout collection only, {backend:15s} {sps:>10,.0f} SPS "
+            f"= {sps / raw_pool:.2f} x raw envpool"
+        )
 
     print("training SPS by backend (default config, 30k steps, alternated):")
     for _ in range(2):
         for backend in ("gymnasium_sync", "envpool"):
             with tempfile.TemporaryDirectory() as tmp:
-                figures, _ = train_once(["total_timesteps=30000", f"env.backend={backend}"],
-                                        Path(tmp))
+                figures, _ = train_once(
+                    ["total_timesteps=30000", f"env/backend={backend}"], Path(tmp)
+                )
             print(f"  {backend:15s} {figures['global_step'] / figures['train_time_s']:>8,.0f} SPS")
 
     print(f"default config, {args.steps:,} steps:")
     for i in range(args.repeats):
         seed = args.seed + i
         with tempfile.TemporaryDirectory() as tmp:
-            figures, records = train_once([f"total_timesteps={args.steps}", f"seed={seed}"],
-                                          Path(tmp))
+            figures, records = train_once(
+                [f"total_timesteps={args.steps}", f"seed={seed}"], Path(tmp)
+            )
         train_sps = figures["global_step"] / figures["train_time_s"]
         solved = time_to_solve(records)
-        solve = (f"solved (last-10 mean >= {SOLVED:.0f}) at {solved[1]:,} steps after "
-                 f"{solved[0]:.1f} s" if solved else "not solved")
-        print(f"  seed {seed}: training {train_sps:,.0f} SPS = {train_sps / raw_pool:.3f} x raw "
-              f"envpool; {figures['train_time_s']:.1f} s for {figures['global_step']:,} steps; "
-              f"{solve}; final return {figures['final_return']:.1f}")
+        solve = (
+            f"solved (last-10 mean >= {SOLVED:.0f}) at {solved[1]:,} steps after {solved[0]:.1f} s"
+            if solved
+            else "not solved"
+        )
+        print(
+            f"  seed {seed}: training {train_sps:,.0f} SPS = {train_sps / raw_pool:.3f} x raw "
+            f"envpool; {figures['train_time_s']:.1f} s for {figures['global_step']:,} steps; "
+            f"{solve}; final return {figures['final_return']:.1f}"
+        )
 
 
 if __name__ == "__main__":

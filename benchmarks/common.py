@@ -13,7 +13,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from ppo_lab.config import build
+from ppo_lab.components import build
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -41,8 +41,10 @@ def stepping_sps(step: Callable[[np.ndarray], Any], actions: np.ndarray) -> floa
 
 def raw_envpool_sps(cfg: DictConfig, steps: int) -> float:
     """envpool alone, configured as the env entry configures it: the limit of any loop."""
-    envs = envpool.make_gymnasium(cfg.env.id, num_envs=cfg.num_envs, seed=0,
-                                  num_threads=cfg.env.get("envpool_threads", 1), **cfg.env.kwargs)
+    threads = cfg.env.backend.get("num_threads", 1)
+    envs = envpool.make_gymnasium(
+        cfg.env.id, num_envs=cfg.num_envs, seed=0, num_threads=threads, **cfg.env.kwargs
+    )
     envs.reset()
     sps = stepping_sps(envs.step, random_actions(envs.action_space, steps, cfg.num_envs))
     envs.close()

@@ -51,13 +51,18 @@ def main() -> None:
         raw = raw_envpool_sps(cfg, raw_steps // cfg.num_envs)
         ours = backend_sps(cfg, raw_steps // cfg.num_envs)
         sps, per_update = training_sps(cfg, args.updates)
-        print(f"env={name} ({cfg.env.id}, {cfg.num_envs} envs x {cfg.num_steps} steps, "
-              f"{cfg.network._target_.rsplit('.', 1)[-1]}, {cfg.torch_threads} torch thread)")
+        print(
+            f"env={name} ({cfg.env.id}, {cfg.num_envs} envs x {cfg.num_steps} steps, "
+            f"{cfg.network._target_.rsplit('.', 1)[-1]}, {cfg.torch_threads} torch thread)"
+        )
         print(f"  raw envpool stepping (random actions)   {raw:>9,.0f} SPS")
-        print(f"  ppo_lab backend (random actions)        {ours:>9,.0f} SPS  "
-              f"= {ours / raw:.2f} x raw")
-        print(f"  ppo_lab training (steady state)         {sps:>9,.0f} SPS  = {sps / raw:.3f} x raw"
-              f"  ({per_update:.1f} s per update)")
+        print(
+            f"  ppo_lab backend (random actions)        {ours:>9,.0f} SPS  = {ours / raw:.2f} x raw"
+        )
+        print(
+            f"  ppo_lab training (steady state)         {sps:>9,.0f} SPS  = {sps / raw:.3f} x raw"
+            f"  ({per_update:.1f} s per update)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """`python -m ppo_lab [overrides]`: the Hydra entry point.
 
-    python -m ppo_lab                              # PPO on CartPole, CPU, W&B offline
-    python -m ppo_lab loss=dual_clip env=atari     # swap components by name
-    python -m ppo_lab -m loss='glob(*)' seed=0,1,2 # an ablation sweep, one job per core
+python -m ppo_lab                              # PPO on CartPole, CPU, W&B offline
+python -m ppo_lab loss=dual_clip env=atari     # swap components by name
+python -m ppo_lab -m loss='glob(*)' seed=0,1,2 # an ablation sweep, one job per core
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ppo_lab.job import run_job
 from ppo_lab.components import ConfigError
+from ppo_lab.job import run_job
 
 # Hydra 1.3 merges a launcher preset named like a plugin's own (submitit_local, ray) with the
 # plugin's schema and says so in a deprecation notice; our presets spell every field out, so the
@@ -38,16 +38,22 @@ def app(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: everything written so far is kept
         if single_run:
             run_dir = HydraConfig.get().runtime.output_dir
-            print(f"Interrupted; metrics.jsonl, summary.json and the last checkpoint are in "
-                  f"{run_dir}", file=sys.stderr)
+            print(
+                f"Interrupted; metrics.jsonl, summary.json and the last checkpoint are in "
+                f"{run_dir}",
+                file=sys.stderr,
+            )
             raise SystemExit(130) from None
         raise
 
 
 def sub_groups(conf_dir: Path = CONF_DIR) -> set[str]:
     """Config groups nested in a group entry: `loss/policy`, `loss/value`, `env/backend`, ..."""
-    return {f"{d.parent.name}/{d.name}" for d in conf_dir.glob("*/*/") if any(d.glob("*.yaml"))
-            and d.parent.name != "hydra"}
+    return {
+        f"{d.parent.name}/{d.name}"
+        for d in conf_dir.glob("*/*/")
+        if any(d.glob("*.yaml")) and d.parent.name != "hydra"
+    }
 
 
 def dotted_group_overrides(args: list[str], groups: set[str]) -> list[str]:

@@ -17,10 +17,19 @@ from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers
 
 # Settings a resumed run may change: they do not alter what the checkpoint's training was.
-RESUMABLE_CHANGES = frozenset({
-    "resume", "total_timesteps", "eval_episodes", "eval_interval", "eval_video",
-    "checkpoint_interval", "logger", "device", "torch_threads",
-})
+RESUMABLE_CHANGES = frozenset(
+    {
+        "resume",
+        "total_timesteps",
+        "eval_episodes",
+        "eval_interval",
+        "eval_video",
+        "checkpoint_interval",
+        "logger",
+        "device",
+        "torch_threads",
+    }
+)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -47,10 +56,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def checkpoint_state(settings: Settings, agent: ActorCritic, optimizer: torch.optim.Optimizer,
-                     norm: Normalizers, global_step: int, update_index: int,
-                     kl_beta: float | None, recent_returns: list[float],
-                     observation_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
+def checkpoint_state(
+    settings: Settings,
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    norm: Normalizers,
+    global_step: int,
+    update_index: int,
+    kl_beta: float | None,
+    recent_returns: list[float],
+    observation_space: gym.Space,
+    action_space: gym.Space,
+) -> dict[str, Any]:
     """Everything needed to resume training or to run the policy as it was trained."""
     return {
         "model": agent.state_dict(),
@@ -71,8 +88,15 @@ def check_resumable(state: dict[str, Any], settings: Settings, path: Path) -> No
     """A checkpoint is only continued by the configuration that wrote it."""
     config = OmegaConf.to_container(settings.cfg, resolve=True)
     assert isinstance(config, dict)
-    differs = sorted(k for k in config.keys() | state["config"].keys()
-                     if k not in RESUMABLE_CHANGES and config.get(k) != state["config"].get(k))
+    differs = sorted(
+        k
+        for k in config.keys() | state["config"].keys()
+        if k not in RESUMABLE_CHANGES and config.get(k) != state["config"].get(k)
+    )
     if differs:
-        raise ConfigError([f"{path} was written by a run whose {', '.join(differs)} differ; "
-                           "use a fresh run dir (hydra.run.dir=...) or resume=false"])
+        raise ConfigError(
+            [
+                f"{path} was written by a run whose {', '.join(differs)} differ; "
+                "use a fresh run dir (hydra.run.dir=...) or resume=false"
+            ]
+        )

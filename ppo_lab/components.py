@@ -1,4 +1,4 @@
-"""Components: every config group entry is a `_target_` built by `build` and checked by `check_entry`.
+"""Components: every config group entry is a `_target_`, built by `build`, checked by `check_entry`.
 
 A group entry names a callable and sets its keyword-only parameters:
 
@@ -57,15 +57,15 @@ class ConfigError(ValueError):
 def trainer_inputs(*names: str) -> Callable[[F], F]:
     """Declare the trainer state a component takes besides the standard inputs of its kind.
 
-        @trainer_inputs("logp_behaviour", "logp_target")
-        def vtrace(rewards, values, ..., gamma, logp_behaviour, logp_target, *, rho_bar=1.0): ...
+    @trainer_inputs("logp_behaviour", "logp_target")
+    def vtrace(rewards, values, ..., gamma, logp_behaviour, logp_target, *, rho_bar=1.0): ...
     """
 
     def declare(fn: F) -> F:
         params = inspect.signature(fn).parameters
         missing = [n for n in names if n not in params]
         if missing:
-            raise TypeError(f"{fn.__qualname__} declares trainer inputs it does not take: {missing}")
+            raise TypeError(f"{fn.__qualname__} declares inputs it does not take: {missing}")
         fn.trainer_inputs = frozenset(names)  # type: ignore[attr-defined]
         return fn
 
@@ -84,8 +84,9 @@ def inputs_declared_by(component: Callable[..., Any], **available: Any) -> dict[
     declared = declared_inputs(component)
     missing = declared - available.keys()
     if missing:
-        raise TypeError(f"{component} declares trainer inputs the trainer does not have: "
-                        f"{sorted(missing)}")
+        raise TypeError(
+            f"{component} declares trainer inputs the trainer does not have: {sorted(missing)}"
+        )
     return {name: available[name] for name in declared}
 
 
@@ -127,8 +128,9 @@ def schema_of(target: Callable[..., Any]) -> Any:
     config = ConfigDict(
         extra="forbid", strict=True, allow_inf_nan=False, arbitrary_types_allowed=True
     )
-    return create_model(f"{getattr(target, '__qualname__', 'entry')}Config", __config__=config,
-                        **fields)
+    return create_model(
+        f"{getattr(target, '__qualname__', 'entry')}Config", __config__=config, **fields
+    )
 
 
 def describe_error(error: Mapping[str, Any], where: str, target: Callable[..., Any]) -> str:
@@ -144,8 +146,10 @@ def describe_error(error: Mapping[str, Any], where: str, target: Callable[..., A
         return f"{key}: required by {name} but not set"
     if kind in ("callable_type", "is_instance_of") and isinstance(error.get("input"), str):
         group = key.replace(".", "/")
-        return (f"{key}={error['input']!r}: a component entry; pick one with "
-                f"{group}={error['input']} (an entry of conf/{group}/)")
+        return (
+            f"{key}={error['input']!r}: a component entry; pick one with "
+            f"{group}={error['input']} (an entry of conf/{group}/)"
+        )
     return f"{key}={error.get('input')!r}: {error['msg'].replace('Input should', 'should')}"
 
 
@@ -158,11 +162,15 @@ def check_entry(node: Any, where: str) -> list[str]:
         return problems
     takes_inputs = caller_inputs(target)
     if takes_inputs and node.get("_partial_") is not True:
-        problems.append(f"{where}._partial_: must be true; {getattr(target, '__qualname__', '')} "
-                        f"takes {', '.join(takes_inputs)} from its caller")
+        problems.append(
+            f"{where}._partial_: must be true; {getattr(target, '__qualname__', '')} "
+            f"takes {', '.join(takes_inputs)} from its caller"
+        )
     unknown_underscored = [k for k in node if str(k).startswith("_") and k not in ENTRY_KEYS]
-    problems += [f"{where}.{k}: not allowed in an entry; only {', '.join(ENTRY_KEYS)}"
-                 for k in unknown_underscored]
+    problems += [
+        f"{where}.{k}: not allowed in an entry; only {', '.join(ENTRY_KEYS)}"
+        for k in unknown_underscored
+    ]
     values: dict[str, Any] = {}  # plain values, validated below; sub-entries are checked apart
     for key, value in node.items():
         if key in ENTRY_KEYS or key in unknown_underscored:
@@ -179,8 +187,11 @@ def check_entry(node: Any, where: str) -> list[str]:
         schema_of(target).model_validate(values)
     except ValidationError as err:
         sub_entries = {k for k, v in node.items() if _is_entry(v)}
-        problems += [describe_error(e, where, target) for e in err.errors()
-                     if not (e["type"] == "missing" and e["loc"][0] in sub_entries)]
+        problems += [
+            describe_error(e, where, target)
+            for e in err.errors()
+            if not (e["type"] == "missing" and e["loc"][0] in sub_entries)
+        ]
     return problems
 
 
@@ -188,8 +199,10 @@ def _nested_targets(value: Any, where: str) -> list[str]:
     """A `_target_` hidden inside a plain value (env.kwargs, ...) would be instantiated too."""
     if isinstance(value, Mapping):
         if "_target_" in value:
-            return [f"{where}._target_: not allowed inside a plain value; only an entry or one of "
-                    "its declared sub-entries names a callable"]
+            return [
+                f"{where}._target_: not allowed inside a plain value; only an entry or one of "
+                "its declared sub-entries names a callable"
+            ]
         return [p for k, v in value.items() for p in _nested_targets(v, f"{where}.{k}")]
     if isinstance(value, (list, tuple)):
         return [p for i, v in enumerate(value) for p in _nested_targets(v, f"{where}[{i}]")]

@@ -20,10 +20,10 @@ from ppo_lab.components import (
     Positive,
     PositiveInt,
     UnitInterval,
-    describe_error,
-    schema_of,
     build,
     check_entry,
+    describe_error,
+    schema_of,
 )
 
 GROUPS = ("env", "network", "loss", "advantage", "normalization", "optim", "logger")
@@ -123,8 +123,9 @@ def _check_builds(cfg: DictConfig) -> list[str]:
     their constructors enforce (a KL-penalised loss needs its schedule) fail before any env."""
     try:
         build(cfg.loss)
-    except ValueError as err:
-        return [f"loss: {err}"]
+    except Exception as err:  # hydra wraps what the constructor raised
+        cause = err.__cause__ if isinstance(err.__cause__, ValueError) else err
+        return [f"loss: {cause}"]
     return []
 
 
@@ -140,14 +141,19 @@ def _check_device(device: Any) -> list[str]:
         except RuntimeError:
             return [f"device={device!r}: not a device; {valid}"]
         if not torch.cuda.is_available():
-            return [f"device={device!r}: CUDA is not available on this machine; use device=cpu "
-                    "or device=auto"]
+            return [
+                f"device={device!r}: CUDA is not available on this machine; use device=cpu "
+                "or device=auto"
+            ]
         if index >= torch.cuda.device_count():
             return [f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s)"]
         return []
     if device == "mps":
-        return [] if torch.backends.mps.is_available() else [
-            "device='mps': MPS is not available; use device=cpu or device=auto"]
+        return (
+            []
+            if torch.backends.mps.is_available()
+            else ["device='mps': MPS is not available; use device=cpu or device=auto"]
+        )
     return [f"device={device!r}: not a device; {valid}"]
 
 
@@ -162,16 +168,20 @@ def _check_sizes(run: RunSettings) -> list[str]:
             f"{divisors}"
         )
     elif run.minibatch_size < 2:
-        problems.append(f"num_minibatches={run.num_minibatches}: leaves minibatches of "
-                        f"{run.minibatch_size} sample; use fewer minibatches")
+        problems.append(
+            f"num_minibatches={run.num_minibatches}: leaves minibatches of "
+            f"{run.minibatch_size} sample; use fewer minibatches"
+        )
     if run.total_timesteps < run.batch_size:
         problems.append(
             f"total_timesteps={run.total_timesteps}: smaller than one batch (num_envs * "
             f"num_steps = {run.batch_size}); raise it or shrink the batch"
         )
     if (run.eval_interval or run.eval_video) and not run.eval_episodes:
-        problems.append("eval_episodes=0: eval_interval and eval_video need evaluation episodes; "
-                        "set eval_episodes to 1 or more, or eval_interval=0 eval_video=false")
+        problems.append(
+            "eval_episodes=0: eval_interval and eval_video need evaluation episodes; "
+            "set eval_episodes to 1 or more, or eval_interval=0 eval_video=false"
+        )
     if run.eval_video:
         problems += _check_video_extra()
     return problems
@@ -187,5 +197,7 @@ def _check_video_extra() -> list[str]:
     missing = [m for m in ("imageio", "imageio_ffmpeg") if importlib.util.find_spec(m) is None]
     if not missing:
         return []
-    return [f"eval_video=true: needs {', '.join(missing)}; install the extra with "
-            "`pip install -e '.[video]'` or set eval_video=false"]
+    return [
+        f"eval_video=true: needs {', '.join(missing)}; install the extra with "
+        "`pip install -e '.[video]'` or set eval_video=false"
+    ]

@@ -21,8 +21,13 @@ from ppo_lab.tracking import MetricsFile, Tracker
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs are seeded apart from the training envs
 
 
-def evaluate_policy(make_envs: Callable[[int], VectorEnv], policy: Policy, episodes: int,
-                    seed: int, max_steps: int = 100_000) -> list[float]:
+def evaluate_policy(
+    make_envs: Callable[[int], VectorEnv],
+    policy: Policy,
+    episodes: int,
+    seed: int,
+    max_steps: int = 100_000,
+) -> list[float]:
     """Undiscounted returns of `episodes` deterministic episodes, one per env of a fresh pool."""
     envs = make_envs(episodes)
     try:
@@ -31,8 +36,9 @@ def evaluate_policy(make_envs: Callable[[int], VectorEnv], policy: Policy, episo
         for _ in range(max_steps):
             step = envs.step(policy.act(obs, deterministic=True))
             if step.episodes is not None:
-                for env_index, ret in zip(step.episodes.env_ids, step.episodes.returns,
-                                          strict=True):
+                for env_index, ret in zip(
+                    step.episodes.env_ids, step.episodes.returns, strict=True
+                ):
                     finished.setdefault(int(env_index), float(ret))
             if len(finished) == episodes:
                 break
@@ -42,10 +48,17 @@ def evaluate_policy(make_envs: Callable[[int], VectorEnv], policy: Policy, episo
         envs.close()
 
 
-def evaluate_and_log(settings: Settings, agent: ActorCritic, norm: Normalizers,
-                     device: torch.device, spaces: tuple[gym.Space, gym.Space],
-                     tracker: Tracker, metrics: MetricsFile, run_dir: Path, global_step: int,
-                     ) -> list[float]:
+def evaluate_and_log(
+    settings: Settings,
+    agent: ActorCritic,
+    norm: Normalizers,
+    device: torch.device,
+    spaces: tuple[gym.Space, gym.Space],
+    tracker: Tracker,
+    metrics: MetricsFile,
+    run_dir: Path,
+    global_step: int,
+) -> list[float]:
     """`eval_episodes` deterministic episodes on separate envs, logged as eval/episodic_return;
     with `eval_video`, one more episode saved to run_dir/videos/ and logged to W&B."""
     run, env_cfg = settings.run, settings.cfg.env

@@ -80,8 +80,11 @@ def job_choices(hydra_cfg: Any) -> dict[str, str]:
     Hydra's own groups, unselected optional groups (experiment, sweep) and specialisations
     placed into another entry (`loss/policy/clip_range@loss.policy`) are left out.
     """
-    return {str(g): str(c) for g, c in hydra_cfg.runtime.choices.items()
-            if c is not None and not str(g).startswith("hydra") and "@" not in str(g)}
+    return {
+        str(g): str(c)
+        for g, c in hydra_cfg.runtime.choices.items()
+        if c is not None and not str(g).startswith("hydra") and "@" not in str(g)
+    }
 
 
 def run_name_of(overrides: list[str], choices: dict[str, str]) -> str:
@@ -102,9 +105,14 @@ def run_job(cfg: DictConfig) -> float | None:
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
     run_name = run_name_of(overrides, choices)
     summary: dict[str, Any] = {
-        "status": "running", "error": None, "env_id": cfg.get("env", {}).get("id"),
-        "seed": cfg.get("seed"), "overrides": overrides, "choices": choices,
-        "total_timesteps": cfg.get("total_timesteps"), "run_dir": str(run_dir),
+        "status": "running",
+        "error": None,
+        "env_id": cfg.get("env", {}).get("id"),
+        "seed": cfg.get("seed"),
+        "overrides": overrides,
+        "choices": choices,
+        "total_timesteps": cfg.get("total_timesteps"),
+        "run_dir": str(run_dir),
     }
     _handle_sigterm()  # flush logs and W&B on SIGTERM
     with recorded(run_dir / "summary.json", summary):
@@ -116,8 +124,9 @@ def run_job(cfg: DictConfig) -> float | None:
     return summary.get("final_return")
 
 
-def train_seeds(settings: Settings, run_dir: Path, choices: dict[str, str],
-                job_summary: dict[str, Any]) -> dict[str, Any]:
+def train_seeds(
+    settings: Settings, run_dir: Path, choices: dict[str, str], job_summary: dict[str, Any]
+) -> dict[str, Any]:
     """Train seeds `seed .. seed+seeds_per_trial-1` in turn, in `run_dir/seed_<s>/`.
 
     Each seed writes its own summary.json (same fields as a job's). The first seed that fails
@@ -133,12 +142,19 @@ def train_seeds(settings: Settings, run_dir: Path, choices: dict[str, str],
     for seed in range(first, first + count):
         seed_dir = run_dir / f"seed_{seed}"
         seed_dir.mkdir(exist_ok=True)
-        seed_summary = {**job_summary, "status": "running", "error": None, "seed": seed,
-                        "run_dir": str(seed_dir), "overrides": [*overrides, f"seed={seed}"]}
+        seed_summary = {
+            **job_summary,
+            "status": "running",
+            "error": None,
+            "seed": seed,
+            "run_dir": str(seed_dir),
+            "overrides": [*overrides, f"seed={seed}"],
+        }
         try:
             with recorded(seed_dir / "summary.json", seed_summary):
-                seed_summary.update(train(with_seed(settings, seed), seed_dir, choices,
-                                          f"{name},seed={seed}"))
+                seed_summary.update(
+                    train(with_seed(settings, seed), seed_dir, choices, f"{name},seed={seed}")
+                )
         except Exception:
             job_summary["failed_seed"] = seed  # the job's summary names the seed that failed
             raise

@@ -254,8 +254,11 @@ class Normalizers:
         return self.value_target.denormalize(critic_output)
 
     def state_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name).state_dict() for name in ("obs", "reward", "value_target")
-                if getattr(self, name) is not None}
+        return {
+            name: getattr(self, name).state_dict()
+            for name in ("obs", "reward", "value_target")
+            if getattr(self, name) is not None
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, stats in state.items():

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Annotated
 
-import torch
-
 import annotated_types as at
+import torch
 
 from ppo_lab.components import NonNegative, Positive
 
@@ -38,8 +37,14 @@ def adamw(
 ) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay)."""
     params = list(params)
-    return torch.optim.AdamW(params, lr=lr, eps=eps, betas=tuple(betas), weight_decay=weight_decay,
-                             fused=_can_fuse(params))
+    return torch.optim.AdamW(
+        params,
+        lr=lr,
+        eps=eps,
+        betas=tuple(betas),
+        weight_decay=weight_decay,
+        fused=_can_fuse(params),
+    )
 
 
 def _can_fuse(params: list[torch.nn.Parameter]) -> bool:

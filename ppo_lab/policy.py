@@ -42,7 +42,12 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     obs_space, action_space = state["observation_space"], state["action_space"]
     agent = build(cfg.network, observation_space=obs_space, action_space=action_space)
     agent.load_state_dict(state["model"])
-    norm: Normalizers = build(cfg.normalization, obs_shape=tuple(obs_space.shape or ()),
-                              num_envs=cfg.num_envs, gamma=cfg.gamma, device=device)
+    norm: Normalizers = build(
+        cfg.normalization,
+        obs_shape=tuple(obs_space.shape or ()),
+        num_envs=cfg.num_envs,
+        gamma=cfg.gamma,
+        device=device,
+    )
     norm.load_state_dict(state["normalizers"])
     return Policy(agent.to(device).eval(), norm, action_space, device)

@@ -17,8 +17,14 @@ class Progress:
         self.total = total_steps
         self.start = time.perf_counter()
         self.interactive = sys.stderr.isatty()
-        self.bar = tqdm(total=total_steps, unit="step", unit_scale=True, dynamic_ncols=True,
-                        disable=not self.interactive, smoothing=0.1)
+        self.bar = tqdm(
+            total=total_steps,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=not self.interactive,
+            smoothing=0.1,
+        )
         self._next_log = 0.1
 
     def update(self, global_step: int, recent_returns: list[float]) -> None:
@@ -32,8 +38,15 @@ class Progress:
             elapsed = time.perf_counter() - self.start
             sps = global_step / max(elapsed, 1e-9)
             eta = (self.total - global_step) / max(sps, 1e-9)
-            log.info("step %d/%d (%.0f%%)  SPS %.0f  return(last 10) %.1f  ETA %.0fs",
-                     global_step, self.total, 100 * done, sps, recent, eta)
+            log.info(
+                "step %d/%d (%.0f%%)  SPS %.0f  return(last 10) %.1f  ETA %.0fs",
+                global_step,
+                self.total,
+                100 * done,
+                sps,
+                recent,
+                eta,
+            )
             self._next_log = (int(done * 10) + 1) / 10
 
     def close(self) -> None:

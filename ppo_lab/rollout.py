@@ -58,8 +58,9 @@ class HostSteps:
 
         return cls(empty(torch.float32), empty(torch.bool), empty(torch.bool))
 
-    def record(self, t: int, reward: np.ndarray, terminated: np.ndarray,
-               truncated: np.ndarray) -> None:
+    def record(
+        self, t: int, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
+    ) -> None:
         self.rewards[t] = reward
         self.terminated[t] = terminated
         np.logical_or(terminated, truncated, out=self.done[t])
@@ -90,8 +91,14 @@ class Rollout:
     """(t, env indices [K], final observations [K, *obs]) of episodes truncated at step t."""
 
     @classmethod
-    def allocate(cls, num_steps: int, num_envs: int, observation_space: gym.Space,
-                 action_space: gym.Space, device: torch.device) -> Rollout:
+    def allocate(
+        cls,
+        num_steps: int,
+        num_envs: int,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device,
+    ) -> Rollout:
         obs_shape = tuple(observation_space.shape or ())
         act_shape, act_dtype = action_shape_dtype(action_space)
         obs_dtype = observation_dtype(observation_space)

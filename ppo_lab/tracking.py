@@ -27,8 +27,10 @@ class MetricsFile:
         self._file = path.open("a", buffering=1)  # line-buffered: each event reaches disk whole
 
     def write(self, record: dict[str, Any]) -> None:
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                 for k, v in record.items()}
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
         self._file.write(json.dumps(clean) + "\n")
 
     def close(self) -> None:
@@ -38,8 +40,9 @@ class MetricsFile:
 class NoTracker:
     """`logger=none`: no W&B run."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], choices: dict[str, str],
-                 run_name: str):
+    def __init__(
+        self, run_dir: Path, config: dict[str, Any], choices: dict[str, str], run_name: str
+    ):
         pass
 
     def log(self, metrics: dict[str, float], step: int) -> None:

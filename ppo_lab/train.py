@@ -25,6 +25,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
+from ppo_lab.advantages import Estimator
 from ppo_lab.checkpoint import (
     check_resumable,
     checkpoint_state,
@@ -32,7 +33,6 @@ from ppo_lab.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ppo_lab.advantages import Estimator
 from ppo_lab.components import ConfigError, build, declared_inputs, inputs_declared_by
 from ppo_lab.config import RunSettings, Settings
 from ppo_lab.envs import VectorEnv, env_actions
@@ -109,8 +109,13 @@ def collect_rollout(
         if step.final_obs is not None:  # detail: a time limit bootstraps from V(final obs)
             truncated = np.flatnonzero(step.truncated & ~step.terminated)
             final = torch.from_numpy(step.final_obs).to(device)
-            buf.truncations.append((t, torch.from_numpy(truncated).to(device),
-                                    norm.observation(final).to(buf.obs.dtype)))
+            buf.truncations.append(
+                (
+                    t,
+                    torch.from_numpy(truncated).to(device),
+                    norm.observation(final).to(buf.obs.dtype),
+                )
+            )
         if step.episodes is not None:
             returns.extend(step.episodes.returns.tolist())
             lengths.extend(step.episodes.lengths.tolist())
@@ -138,8 +143,13 @@ def evaluate_rollout(agent: ActorCritic, buf: Rollout, norm: Normalizers) -> Rol
     return RolloutValues(logp.view(shape), values, next_values)
 
 
-def estimate_advantages(estimator: Estimator, gamma: float, buf: Rollout,
-                        behaviour: RolloutValues, current: RolloutValues) -> tuple[Tensor, Tensor]:
+def estimate_advantages(
+    estimator: Estimator,
+    gamma: float,
+    buf: Rollout,
+    behaviour: RolloutValues,
+    current: RolloutValues,
+) -> tuple[Tensor, Tensor]:
     """(advantages, returns) [T, N] from the configured estimator (`advantage` group).
 
     `behaviour` is what the rollout's policy made of it (pi_old); `current` is the critic (and
@@ -147,9 +157,17 @@ def estimate_advantages(estimator: Estimator, gamma: float, buf: Rollout,
     when advantages are recomputed.
     """
     trainer_state = inputs_declared_by(
-        estimator, logp_behaviour=behaviour.logprobs, logp_target=current.logprobs)
-    return estimator(buf.rewards, current.values, current.next_values, buf.terminated, buf.done,
-                     gamma, **trainer_state)
+        estimator, logp_behaviour=behaviour.logprobs, logp_target=current.logprobs
+    )
+    return estimator(
+        buf.rewards,
+        current.values,
+        current.next_values,
+        buf.terminated,
+        buf.done,
+        gamma,
+        **trainer_state,
+    )
 
 
 def annealed_lr(base_lr: float, update_index: int, num_updates: int) -> float:
@@ -193,8 +211,7 @@ def update(
     for epoch in range(run.update_epochs):
         if epoch > 0 and recompute:  # detail: fresh advantages from the current networks
             current = evaluate_rollout(agent, buf, norm)
-            advantages, returns = estimate_advantages(estimator, run.gamma, buf, behaviour,
-                                                      current)
+            advantages, returns = estimate_advantages(estimator, run.gamma, buf, behaviour, current)
         b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
         if norm.advantage_scope == "batch":
             b_adv = normalize_advantages(b_adv)  # detail: advantage normalization (batch)
@@ -209,8 +226,9 @@ def update(
             adv = b_adv[idx]
             if norm.advantage_scope == "minibatch":
                 adv = normalize_advantages(adv)  # detail: per-minibatch advantage normalization
-            total, info = loss(logp, b_logp_old[idx], adv, values, old_values[idx], targets[idx],
-                               entropy, kl_beta)
+            total, info = loss(
+                logp, b_logp_old[idx], adv, values, old_values[idx], targets[idx], entropy, kl_beta
+            )
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             # detail: global gradient-norm clipping; a NaN/inf gradient stops the run here
@@ -230,8 +248,13 @@ def update(
     return out
 
 
-def build_agent(settings: Settings, choices: dict[str, str], norm: Normalizers,
-                obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+def build_agent(
+    settings: Settings,
+    choices: dict[str, str],
+    norm: Normalizers,
+    obs_space: gym.Space,
+    action_space: gym.Space,
+) -> ActorCritic:
     """The configured network for this env's spaces; a mismatch is a `ConfigError`.
 
     The network factories raise ValueError when they cannot read the observations or act in the
@@ -241,17 +264,25 @@ def build_agent(settings: Settings, choices: dict[str, str], norm: Normalizers,
     network, env = choices.get("network", "?"), choices.get("env", "?")
     where = f"network={network} with env={env} ({settings.cfg.env.get('id')})"
     if norm.obs is not None and observation_dtype(obs_space) == torch.uint8:
-        raise ConfigError([f"normalization.observation=true with uint8 image observations "
-                           f"{obs_space} ({where}): pixels are scaled by 1/255 in the network; "
-                           "use normalization=adv"])
+        raise ConfigError(
+            [
+                f"normalization.observation=true with uint8 image observations "
+                f"{obs_space} ({where}): pixels are scaled by 1/255 in the network; "
+                "use normalization=adv"
+            ]
+        )
     try:
         return build(settings.cfg.network, observation_space=obs_space, action_space=action_space)
     except ValueError as err:
         raise ConfigError([f"{where}: {err}"]) from err
 
 
-def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: str,
-          ) -> dict[str, Any]:
+def train(
+    settings: Settings,
+    run_dir: Path,
+    choices: dict[str, str],
+    run_name: str,
+) -> dict[str, Any]:
     """Train PPO as configured; write metrics.jsonl and checkpoint.pt to `run_dir`.
 
     Returns the run's final figures (merged into summary.json by the caller).
@@ -269,8 +300,13 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
     loss: PPOLoss = build(cfg.loss)
     estimator: Estimator = build(cfg.advantage)
     try:
-        norm: Normalizers = build(cfg.normalization, obs_shape=obs_shape, num_envs=run.num_envs,
-                                  gamma=run.gamma, device=device)
+        norm: Normalizers = build(
+            cfg.normalization,
+            obs_shape=obs_shape,
+            num_envs=run.num_envs,
+            gamma=run.gamma,
+            device=device,
+        )
         agent = build_agent(settings, choices, norm, obs_space, action_space).to(device)
         optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
         base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -290,12 +326,16 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
         envs.close()
         raise
     buf = Rollout.allocate(run.num_steps, run.num_envs, obs_space, action_space, device)
-    raw_obs = (torch.zeros(buf.obs.shape, dtype=torch.float32, device=device)
-               if norm.obs is not None else None)
+    raw_obs = (
+        torch.zeros(buf.obs.shape, dtype=torch.float32, device=device)
+        if norm.obs is not None
+        else None
+    )
 
     config_dict = OmegaConf.to_container(cfg, resolve=True)
-    tracker: Tracker = build(cfg.logger, run_dir=run_dir, config=config_dict, choices=choices,
-                             run_name=run_name)
+    tracker: Tracker = build(
+        cfg.logger, run_dir=run_dir, config=config_dict, choices=choices, run_name=run_name
+    )
     metrics = MetricsFile(run_dir / "metrics.jsonl")
     progress = Progress(run.num_updates * run.batch_size)  # whole batches of total_timesteps
     exit_code = 1
@@ -313,14 +353,16 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = annealed_lr(base, update_index, run.num_updates)
 
-            obs_np, ep_returns, ep_lengths = collect_rollout(envs, agent, buf, obs_np, norm,
-                                                             raw_obs)
+            obs_np, ep_returns, ep_lengths = collect_rollout(
+                envs, agent, buf, obs_np, norm, raw_obs
+            )
             global_step += run.batch_size
             if norm.obs is not None and raw_obs is not None:
                 norm.obs.update(raw_obs.reshape(-1, *obs_shape))  # stats for the next rollout
             behaviour = evaluate_rollout(agent, buf, norm)  # pi_old and V_old of the rollout
-            diagnostics = update(run, loss, estimator, agent, optimizer, buf, behaviour, norm,
-                                 kl_beta)
+            diagnostics = update(
+                run, loss, estimator, agent, optimizer, buf, behaviour, norm, kl_beta
+            )
             if loss.kl_coef is not None and kl_beta is not None:  # detail: adaptive KL penalty
                 kl_beta = loss.kl_coef.next(kl_beta, diagnostics["losses/approx_kl"])
 
@@ -343,26 +385,70 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
             last_metrics = record
             progress.update(global_step, recent_returns)
 
-            if (run.eval_interval and update_index % run.eval_interval == 0
-                    and update_index < run.num_updates):  # the final evaluation follows below
+            if (
+                run.eval_interval
+                and update_index % run.eval_interval == 0
+                and update_index < run.num_updates
+            ):  # the final evaluation follows below
                 eval_start = time.perf_counter()
-                evaluate_and_log(settings, agent, norm, device, (obs_space, action_space),
-                                 tracker, metrics, run_dir, global_step)
+                evaluate_and_log(
+                    settings,
+                    agent,
+                    norm,
+                    device,
+                    (obs_space, action_space),
+                    tracker,
+                    metrics,
+                    run_dir,
+                    global_step,
+                )
                 eval_seconds += time.perf_counter() - eval_start
 
             if run.checkpoint_interval and update_index % run.checkpoint_interval == 0:
-                save_checkpoint(checkpoint_path, checkpoint_state(
-                    settings, agent, optimizer, norm, global_step, update_index, kl_beta,
-                    recent_returns, obs_space, action_space))
+                save_checkpoint(
+                    checkpoint_path,
+                    checkpoint_state(
+                        settings,
+                        agent,
+                        optimizer,
+                        norm,
+                        global_step,
+                        update_index,
+                        kl_beta,
+                        recent_returns,
+                        obs_space,
+                        action_space,
+                    ),
+                )
 
-        save_checkpoint(checkpoint_path, checkpoint_state(
-            settings, agent, optimizer, norm, global_step, run.num_updates, kl_beta,
-            recent_returns, obs_space, action_space))
+        save_checkpoint(
+            checkpoint_path,
+            checkpoint_state(
+                settings,
+                agent,
+                optimizer,
+                norm,
+                global_step,
+                run.num_updates,
+                kl_beta,
+                recent_returns,
+                obs_space,
+                action_space,
+            ),
+        )
         figures["train_time_s"] = round(time.perf_counter() - start, 3)
         if run.eval_episodes:
-            eval_returns = evaluate_and_log(settings, agent, norm, device,
-                                            (obs_space, action_space), tracker, metrics,
-                                            run_dir, global_step)
+            eval_returns = evaluate_and_log(
+                settings,
+                agent,
+                norm,
+                device,
+                (obs_space, action_space),
+                tracker,
+                metrics,
+                run_dir,
+                global_step,
+            )
             figures["eval_return"] = float(np.mean(eval_returns)) if eval_returns else None
             figures["eval_returns"] = eval_returns
         exit_code = 0
@@ -375,9 +461,11 @@ def train(settings: Settings, run_dir: Path, choices: dict[str, str], run_name: 
             global_step=global_step,
             final_return=final_return,
             final_metrics=last_metrics,
-            solved=(None if final_return is None or figures["reward_threshold"] is None
-                    else final_return >= figures["reward_threshold"]),
+            solved=(
+                None
+                if final_return is None or figures["reward_threshold"] is None
+                else final_return >= figures["reward_threshold"]
+            ),
         )
         tracker.finish({k: v for k, v in figures.items() if k != "final_metrics"}, exit_code)
     return figures
-

@@ -47,8 +47,9 @@ def observation_frame(obs: np.ndarray, space: gym.Space) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _frames_from_observations(make_envs: Callable[[int], VectorEnv], policy: Policy, seed: int,
-                              max_frames: int) -> np.ndarray:
+def _frames_from_observations(
+    make_envs: Callable[[int], VectorEnv], policy: Policy, seed: int, max_frames: int
+) -> np.ndarray:
     envs = make_envs(1)
     try:
         obs = envs.reset(seed=seed)
@@ -64,8 +65,9 @@ def _frames_from_observations(make_envs: Callable[[int], VectorEnv], policy: Pol
         envs.close()
 
 
-def _frames_from_render(env_id: str, kwargs: dict[str, Any], policy: Policy, seed: int,
-                        max_frames: int) -> np.ndarray:
+def _frames_from_render(
+    env_id: str, kwargs: dict[str, Any], policy: Policy, seed: int, max_frames: int
+) -> np.ndarray:
     from ppo_lab.envs.gymnasium_backend import env_constructor
 
     env = env_constructor(env_id, {**kwargs, "render_mode": "rgb_array"})()
@@ -82,9 +84,14 @@ def _frames_from_render(env_id: str, kwargs: dict[str, Any], policy: Policy, see
         env.close()
 
 
-def record_episode(make_envs: Callable[[int], VectorEnv], env_cfg: dict[str, Any],
-                   observation_space: gym.Space, policy: Policy, seed: int,
-                   max_frames: int = MAX_FRAMES) -> np.ndarray | None:
+def record_episode(
+    make_envs: Callable[[int], VectorEnv],
+    env_cfg: dict[str, Any],
+    observation_space: gym.Space,
+    policy: Policy,
+    seed: int,
+    max_frames: int = MAX_FRAMES,
+) -> np.ndarray | None:
     """Frames [T, H, W, 3] uint8 of one episode of `policy`, or None (with a warning) if the env
     has neither image observations nor a way to render here."""
     if is_image(observation_space):
@@ -92,14 +99,20 @@ def record_episode(make_envs: Callable[[int], VectorEnv], env_cfg: dict[str, Any
     env_id, backend = env_cfg.get("id"), str((env_cfg.get("backend") or {}).get("_target_"))
     if isinstance(env_id, str) and backend.endswith("GymnasiumVectorEnv"):
         try:
-            return _frames_from_render(env_id, dict(env_cfg.get("kwargs") or {}), policy, seed,
-                                       max_frames)
+            return _frames_from_render(
+                env_id, dict(env_cfg.get("kwargs") or {}), policy, seed, max_frames
+            )
         except Exception as err:  # a video is never worth failing the run for
-            warnings.warn(f"eval_video: {env_id} could not render ({type(err).__name__}: {err}); "
-                          "no video", stacklevel=2)
+            warnings.warn(
+                f"eval_video: {env_id} could not render ({type(err).__name__}: {err}); no video",
+                stacklevel=2,
+            )
             return None
-    warnings.warn(f"eval_video: {env_id} ({backend}) has no image observations and is not "
-                  "rendered here; no video", stacklevel=2)
+    warnings.warn(
+        f"eval_video: {env_id} ({backend}) has no image observations and is not "
+        "rendered here; no video",
+        stacklevel=2,
+    )
     return None
 
 

@@ -34,8 +34,9 @@ class FlakyCartPole(CartPoleEnv):
     def step(self, action: Any) -> Any:
         self.steps += 1
         if self.armed and self.steps > self.crash_after:
-            raise RuntimeError(f"injected failure after {self.crash_after} steps "
-                               f"(crash_seed={self.crash_seed})")
+            raise RuntimeError(
+                f"injected failure after {self.crash_after} steps (crash_seed={self.crash_seed})"
+            )
         return super().step(action)
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from ppo_lab import advantages
 from ppo_lab.advantages import gae, mc, nstep, vtrace
-from ppo_lab.schema import check_kwargs
+from ppo_lab.components import (
+    build,
+    caller_inputs,
+    check_entry,
+    config_parameters,
+    declared_inputs,
+)
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "advantage"
-RUNTIME = ("rewards", "values", "next_values", "terminated", "done", "gamma")
-RUNTIME += ("logp_behaviour", "logp_target")
+from helpers import compose_config
 
 
 def rollout(T: int, N: int, seed: int, *, consistent: bool = True, p_term=0.1, p_trunc=0.1):
@@ -345,59 +346,51 @@ def test_mismatched_shapes_are_rejected():
 # ---------------------------------------------------------------- config group
 
 
-def entry_kwargs(cfg) -> dict:
-    return {k: v for k, v in cfg.items() if k not in ("estimator", "recompute")}
-
-
 @pytest.mark.parametrize("name", ["gae", "nstep", "mc", "vtrace"])
-def test_yaml_entry_is_valid(name):
-    path = CONF / f"{name}.yaml"
-    cfg = OmegaConf.to_container(OmegaConf.load(path))
-    assert cfg["estimator"] == name
-    assert isinstance(cfg["recompute"], bool)
-    fn = getattr(advantages, cfg["estimator"])
-    assert check_kwargs(fn, entry_kwargs(cfg), "advantage", skip=RUNTIME) == []
+def test_each_entry_builds_its_estimator(name):
+    cfg = compose_config(f"advantage={name}")
+    assert check_entry(cfg.advantage, "advantage") == []
+    estimator = build(cfg.advantage)
+    assert estimator.func is getattr(advantages, name)
+    data = rollout(5, 2, seed=45)
+    state = {"logp_behaviour": torch.zeros(5, 2, dtype=torch.float64)} if name == "vtrace" else {}
+    state |= {"logp_target": state["logp_behaviour"]} if state else {}
+    adv, ret = estimator(*data, 0.9, **state)
+    assert torch.allclose(ret - adv, data[1])  # R = A + V for every estimator
 
 
-def test_every_yaml_is_covered():
-    assert {p.stem for p in CONF.glob("*.yaml")} >= {"gae", "nstep", "mc", "vtrace"}
-    for p in CONF.glob("*.yaml"):
-        assert callable(getattr(advantages, OmegaConf.load(p).estimator))
-
-
-def test_hydra_composes_the_group():
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF.parent)):
-        for name in ("gae", "nstep", "mc", "vtrace"):
-            cfg = compose(config_name=None, overrides=[f"+advantage={name}"]).advantage
-            fn = getattr(advantages, cfg.estimator)
-            assert check_kwargs(fn, entry_kwargs(cfg), "advantage", skip=RUNTIME) == []
+def test_only_vtrace_declares_trainer_inputs():
+    declared = {name: declared_inputs(getattr(advantages, name)) for name in advantages.__all__}
+    assert declared == {
+        "gae": frozenset(),
+        "nstep": frozenset(),
+        "mc": frozenset(),
+        "vtrace": frozenset({"logp_behaviour", "logp_target"}),
+    }
 
 
 @pytest.mark.parametrize(
-    ("estimator", "given", "key"),
+    ("override", "message"),
     [
-        ("gae", {"lam": 1.5}, "advantage.lam"),
-        ("gae", {"lam": -0.1}, "advantage.lam"),
-        ("nstep", {"n": 0}, "advantage.n"),
-        ("nstep", {"n": 2.5}, "advantage.n"),
-        ("vtrace", {"rho_bar": 0.0}, "advantage.rho_bar"),
-        ("vtrace", {"c_bar": -1.0}, "advantage.c_bar"),
-        ("mc", {"lam": 0.9}, "advantage.lam"),
-        ("gae", {"gamma": 0.9}, "advantage.gamma"),  # run-level, not settable in the group
+        ("advantage.lam=1.5", "advantage.lam=1.5: should be less than or equal to 1"),
+        ("advantage.lam=-0.1", "advantage.lam=-0.1: should be greater than or equal to 0"),
+        ("advantage=nstep advantage.n=0", "advantage.n=0: should be greater than or equal to 1"),
+        ("advantage=nstep advantage.n=2.5", "advantage.n=2.5: should be a valid integer"),
+        (
+            "advantage=vtrace advantage.rho_bar=0.0",
+            "advantage.rho_bar=0.0: should be greater than 0",
+        ),
+        ("advantage=vtrace advantage.c_bar=-1.0", "advantage.c_bar=-1.0: should be greater than 0"),
+        ("advantage=mc +advantage.lam=0.9", "advantage.lam: unknown key for mc; valid keys: none"),
+        ("+advantage.gamma=0.9", "advantage.gamma: unknown key for gae; valid keys: lam"),
     ],
 )
-def test_bad_values_are_rejected_naming_the_key(estimator, given, key):
-    problems = check_kwargs(getattr(advantages, estimator), given, "advantage", skip=RUNTIME)
-    assert len(problems) == 1 and problems[0].startswith(key), problems
+def test_bad_values_are_rejected_naming_the_key(override, message):
+    cfg = compose_config(*override.split())
+    assert check_entry(cfg.advantage, "advantage") == [message]
 
 
-def test_gamma_is_annotated_unit_interval():
-    from ppo_lab.schema import parameters
-
+def test_gamma_is_supplied_by_the_trainer_not_the_entry():
     for name in advantages.__all__:
-        p = parameters(getattr(advantages, name))["gamma"]
-        problems = check_kwargs(getattr(advantages, name), {"gamma": 1.2}, "", skip=RUNTIME[:5])
-        assert "gamma=1.2: must be in [0, 1]" in problems
-        assert p.kind is p.KEYWORD_ONLY and p.default is p.empty
+        assert "gamma" in caller_inputs(getattr(advantages, name))
+        assert "gamma" not in config_parameters(getattr(advantages, name))

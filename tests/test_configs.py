@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from ppo_lab.config import GROUPS, build, validate
+from ppo_lab.advantages import gae
+from ppo_lab.components import build
+from ppo_lab.config import GROUPS, validate
+from ppo_lab.losses import PPOLoss, policy, value
 from ppo_lab.networks import ActorCritic
-from tests.conftest import group_entries
+from ppo_lab.normalization import Normalizers
+
+from helpers import group_entries
 
 VECTOR_OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 IMAGE_OBS = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
@@ -24,21 +29,67 @@ def test_defaults_list_is_the_table_of_contents(compose_cfg):
     assert cfg.env.id == "CartPole-v1"
 
 
-@pytest.mark.parametrize("entry", group_entries("loss"))
-def test_loss_entries_validate(compose_cfg, entry):
-    settings = validate(compose_cfg(f"loss={entry}"))
-    assert settings.loss.policy_fn.__name__ == compose_cfg(f"loss={entry}").loss.policy
+SUB_GROUPS = ["loss/policy", "loss/value", "env/backend"]
 
 
-@pytest.mark.parametrize("entry", group_entries("advantage"))
-def test_advantage_entries_validate(compose_cfg, entry):
-    settings = validate(compose_cfg(f"advantage={entry}"))
-    assert settings.advantage.fn.__name__ == settings.advantage.estimator
+@pytest.mark.parametrize(
+    "override",
+    [
+        f"{g}={e}"
+        for g in ("loss", "advantage", "normalization", "recipe", *SUB_GROUPS)
+        for e in group_entries(g)
+    ],
+)
+def test_every_entry_validates(compose_cfg, override):
+    needs_schedule = ["+loss/kl_coef=adaptive"] if override == "loss/policy=kl_penalty" else []
+    validate(compose_cfg(override, *needs_schedule))
 
 
-@pytest.mark.parametrize("entry", group_entries("normalization"))
-def test_normalization_entries_validate(compose_cfg, entry):
-    validate(compose_cfg(f"normalization={entry}"))
+def test_loss_sub_entries_build_the_named_functions(compose_cfg):
+    loss = build(compose_cfg("loss=dual_clip", "loss/value=huber", "loss.value.delta=2.0").loss)
+    assert isinstance(loss, PPOLoss)
+    assert (loss.policy.func, loss.policy.keywords) == (
+        policy.dual_clip,
+        {"clip_eps": 0.2, "dual_clip": 3.0},
+    )
+    assert (loss.value.func, loss.value.keywords) == (value.huber, {"delta": 2.0})
+
+
+def test_dotted_sub_group_choice_on_the_command_line_selects_the_entry():
+    from ppo_lab.__main__ import dotted_group_overrides, sub_groups
+
+    groups = sub_groups()
+    assert {"loss/policy", "loss/value", "loss/kl_coef", "env/backend"} <= groups
+    args = [
+        "loss=dual_clip",
+        "loss.value=clipped",
+        "loss.value.clip_eps=0.1",
+        "env.backend=envpool,gymnasium_sync",
+        "+loss.value=x",
+        "loss.value={_target_:a}",
+    ]
+    assert dotted_group_overrides(args, groups) == [
+        "loss=dual_clip",
+        "loss/value=clipped",
+        "loss.value.clip_eps=0.1",
+        "env/backend=envpool,gymnasium_sync",
+        "+loss.value=x",
+        "loss.value={_target_:a}",
+    ]
+
+
+def test_advantage_and_normalization_entries_build(compose_cfg):
+    estimator = build(compose_cfg("advantage.lam=0.5").advantage)
+    assert (estimator.func, estimator.keywords) == (gae, {"lam": 0.5})
+    norm = build(
+        compose_cfg("normalization=obs_reward").normalization,
+        obs_shape=(3,),
+        num_envs=2,
+        gamma=0.9,
+        device="cpu",
+    )
+    assert isinstance(norm, Normalizers) and norm.obs is not None and norm.reward is not None
+    assert norm.advantage_scope == "minibatch" and norm.value_target is None
 
 
 @pytest.mark.parametrize("entry", group_entries("optim"))
@@ -58,8 +109,9 @@ def test_network_entries_instantiate(compose_cfg, entry):
     built = []
     for obs_space in (VECTOR_OBS, IMAGE_OBS):
         try:
-            net = build(cfg.network, observation_space=obs_space,
-                        action_space=gym.spaces.Discrete(3))
+            net = build(
+                cfg.network, observation_space=obs_space, action_space=gym.spaces.Discrete(3)
+            )
         except ValueError as err:
             assert "network=" in str(err), "a mismatch error must say which network to use"
             continue
@@ -94,8 +146,9 @@ def test_logger_entries_instantiate(compose_cfg, entry, tmp_path):
     offline_off = ["logger.mode=disabled"] if entry == "wandb" else []
     cfg = compose_cfg(f"logger={entry}", *offline_off)
     validate(cfg)
-    tracker = build(cfg.logger, run_dir=tmp_path, config={"a": 1}, choices={"loss": "clip"},
-                    run_name="test")
+    tracker = build(
+        cfg.logger, run_dir=tmp_path, config={"a": 1}, choices={"loss": "clip"}, run_name="test"
+    )
     tracker.log({"x": 1.0}, step=1)
     tracker.finish({"final_return": 1.0}, exit_code=0)
 

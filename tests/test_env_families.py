@@ -12,24 +12,26 @@ import envpool
 import gymnasium as gym
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ppo_lab.config import build, validate
-from ppo_lab.schema import ConfigError
+from ppo_lab.components import ConfigError, build
+from ppo_lab.config import validate
 from ppo_lab.train import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from helpers import compose_config
+
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 
 
 def compose_app(*overrides: str) -> tuple[DictConfig, dict[str, str]]:
     """The composed config and each group's choice, as `python -m ppo_lab` gets them."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        full = compose("config", overrides=list(overrides), return_hydra_config=True)
-        choices = {k: str(v) for k, v in full.hydra.runtime.choices.items()
-                   if not k.startswith("hydra")}
-        return compose("config", overrides=list(overrides)), choices
+    full = compose_config(*overrides, return_hydra_config=True)
+    choices = {
+        k: str(v) for k, v in full.hydra.runtime.choices.items() if not k.startswith("hydra")
+    }
+    with open_dict(full):
+        del full["hydra"]
+    return full, choices
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -38,30 +40,71 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 # --- recipes ---------------------------------------------------------------------------------
 
+
 def test_atari_recipe_sets_envpool_preprocessing_explicitly():
     cfg, choices = compose_app("env=atari")
-    assert choices["network"] == "nature_cnn" and cfg.env.backend == "envpool"
+    assert (choices["recipe"], choices["network"], choices["env/backend"]) == (
+        "atari",
+        "nature_cnn",
+        "envpool",
+    )
     kwargs = dict(cfg.env.kwargs)
     known = set(envpool.make_spec(cfg.env.id).config._fields)
     assert set(kwargs) <= known, f"not envpool options: {set(kwargs) - known}"
     assert kwargs == {
-        "noop_max": 30, "frame_skip": 4, "episodic_life": True, "use_fire_reset": True,
-        "reward_clip": True, "img_height": 84, "img_width": 84, "gray_scale": True,
-        "stack_num": 4, "repeat_action_probability": 0.0, "full_action_space": False,
+        "noop_max": 30,
+        "frame_skip": 4,
+        "episodic_life": True,
+        "use_fire_reset": True,
+        "reward_clip": True,
+        "img_height": 84,
+        "img_width": 84,
+        "gray_scale": True,
+        "stack_num": 4,
+        "repeat_action_probability": 0.0,
+        "full_action_space": False,
         "max_episode_steps": 27000,
     }
-    assert cfg.env.envpool_threads == 2
+    assert cfg.env.backend.num_threads == 2
     run = validate(cfg).run
     assert (run.num_envs, run.num_steps, run.update_epochs, run.num_minibatches) == (8, 128, 4, 4)
     assert (run.gamma, run.total_timesteps) == (0.99, 10_000_000)
-    assert (cfg.optim.lr, cfg.loss.clip_eps, cfg.loss.ent_coef, cfg.loss.vf_coef) == (
-        2.5e-4, 0.1, 0.01, 0.5)
+    assert (cfg.optim.lr, cfg.loss.policy.clip_eps, cfg.loss.ent_coef, cfg.loss.vf_coef) == (
+        2.5e-4,
+        0.1,
+        0.01,
+        0.5,
+    )
+
+
+@pytest.mark.parametrize("loss", ["vanilla", "clip", "dual_clip", "value_clip", "kl_penalty"])
+def test_the_atari_recipe_sets_a_clip_range_only_on_losses_that_clip(loss):
+    cfg, _ = compose_app("env=atari", f"loss={loss}")
+    validate(cfg)  # no policy loss is handed a coefficient it does not take
+    clips = loss in ("clip", "dual_clip", "value_clip")
+    assert cfg.loss.policy.get("clip_eps") == (0.1 if clips else None)
+
+
+def test_an_env_entry_describes_only_the_environment():
+    from helpers import CONF
+
+    for path in (CONF / "env").glob("*.yaml"):
+        entry = OmegaConf.load(path)
+        assert set(entry) - {"defaults"} <= {"_target_", "_partial_", "id", "kwargs", "backend"}
+        for item in entry.get("defaults", []):
+            assert item in ("_self_",) or "backend" in item or "recipe" in str(item), item
+
+
+def test_recipe_none_leaves_the_env_with_the_defaults():
+    cfg, choices = compose_app("env=atari", "recipe=none", "network=nature_cnn")
+    assert choices["recipe"] == "none"
+    assert (cfg.total_timesteps, cfg.loss.policy.clip_eps, cfg.optim.lr) == (500_000, 0.2, 2.5e-4)
 
 
 def test_mujoco_recipe_is_cleanrl_continuous():
     cfg, choices = compose_app("env=mujoco")
     assert (choices["network"], choices["normalization"]) == ("mlp", "obs_reward")
-    assert (cfg.env.id, cfg.env.backend) == ("HalfCheetah-v4", "envpool")
+    assert (cfg.env.id, choices["env/backend"]) == ("HalfCheetah-v4", "envpool")
     run = validate(cfg).run
     sizes = (run.num_envs, run.num_steps, run.update_epochs, run.num_minibatches)
     assert sizes == (1, 2048, 10, 32)
@@ -71,10 +114,21 @@ def test_mujoco_recipe_is_cleanrl_continuous():
 
 
 def test_the_command_line_beats_the_env_recipe():
-    cfg, choices = compose_app("env=atari", "network=impala_cnn", "num_envs=4", "optim.lr=1e-3",
-                               "loss.clip_eps=0.2", "env.id=Pong-v5")
+    cfg, choices = compose_app(
+        "env=atari",
+        "network=impala_cnn",
+        "num_envs=4",
+        "optim.lr=1e-3",
+        "loss.policy.clip_eps=0.2",
+        "env.id=Pong-v5",
+    )
     assert choices["network"] == "impala_cnn"
-    assert (cfg.num_envs, cfg.optim.lr, cfg.loss.clip_eps, cfg.env.id) == (4, 1e-3, 0.2, "Pong-v5")
+    assert (cfg.num_envs, cfg.optim.lr, cfg.loss.policy.clip_eps, cfg.env.id) == (
+        4,
+        1e-3,
+        0.2,
+        "Pong-v5",
+    )
     assert cfg.num_steps == 128  # the recipe's value where the command line is silent
 
 
@@ -92,6 +146,7 @@ def test_eval_interval_needs_evaluation_episodes():
 
 
 # --- Atari -----------------------------------------------------------------------------------
+
 
 def test_atari_observations_are_uint8_frame_stacks():
     cfg, _ = compose_app("env=atari")
@@ -116,10 +171,19 @@ class StepSpy:
     def step(self, actions, env_id=None):
         out = self.pool.step(actions, env_id) if env_id is not None else self.pool.step(actions)
         _, reward, terminated, _, info = out
-        self.calls.append({k: np.array(v) for k, v in (
-            ("env_id", info["env_id"]), ("reward", reward), ("terminated", terminated),
-            ("score", info["reward"]), ("game_over", info["terminated"]),
-            ("lives", info["lives"]))})
+        self.calls.append(
+            {
+                k: np.array(v)
+                for k, v in (
+                    ("env_id", info["env_id"]),
+                    ("reward", reward),
+                    ("terminated", terminated),
+                    ("score", info["reward"]),
+                    ("game_over", info["terminated"]),
+                    ("lives", info["lives"]),
+                )
+            }
+        )
         return out
 
     def __getattr__(self, name):
@@ -164,6 +228,7 @@ def test_logged_atari_return_is_the_real_game_score():
 
 # --- short runs of each family ---------------------------------------------------------------
 
+
 def short_run(tmp_path: Path, *overrides: str) -> tuple[dict, list[dict]]:
     cfg, choices = compose_app("logger=none", *overrides)
     figures = train(validate(cfg), tmp_path, choices, "test")
@@ -173,8 +238,14 @@ def short_run(tmp_path: Path, *overrides: str) -> tuple[dict, list[dict]]:
 @pytest.mark.slow
 def test_atari_trains_briefly(tmp_path):
     figures, rows = short_run(
-        tmp_path, "env=atari", "num_steps=32", "total_timesteps=512", "update_epochs=1",
-        "eval_episodes=1", "env.kwargs.max_episode_steps=200")
+        tmp_path,
+        "env=atari",
+        "num_steps=32",
+        "total_timesteps=512",
+        "update_epochs=1",
+        "eval_episodes=1",
+        "env.kwargs.max_episode_steps=200",
+    )
     train_rows = [r for r in rows if "charts/SPS" in r]
     assert [r["global_step"] for r in train_rows] == [256, 512]
     assert figures["global_step"] == 512 and len(figures["eval_returns"]) == 1
@@ -184,9 +255,16 @@ def test_atari_trains_briefly(tmp_path):
 @pytest.mark.slow
 def test_mujoco_trains_briefly_with_periodic_evaluation(tmp_path):
     figures, rows = short_run(
-        tmp_path, "env=mujoco", "num_steps=128", "num_minibatches=4", "update_epochs=2",
-        "total_timesteps=384", "eval_interval=2", "eval_episodes=1",
-        "+env.kwargs.max_episode_steps=100")
+        tmp_path,
+        "env=mujoco",
+        "num_steps=128",
+        "num_minibatches=4",
+        "update_epochs=2",
+        "total_timesteps=384",
+        "eval_interval=2",
+        "eval_episodes=1",
+        "+env.kwargs.max_episode_steps=100",
+    )
     evals = [r for r in rows if "eval/episodic_return" in r]
     assert [r["global_step"] for r in evals] == [256, 384], "every 2 updates, and at the end"
     assert all(np.isfinite(r["eval/episodic_return"]) for r in evals)
@@ -197,10 +275,30 @@ def test_mujoco_trains_briefly_with_periodic_evaluation(tmp_path):
 @pytest.mark.slow
 def test_gymnasium_id_trains_briefly(tmp_path):
     figures, rows = short_run(
-        tmp_path, "env=gymnasium", "env.id=Acrobot-v1", "num_envs=2", "num_steps=64",
-        "total_timesteps=256", "update_epochs=1", "eval_episodes=1")
+        tmp_path,
+        "env=gymnasium",
+        "env.id=Acrobot-v1",
+        "num_envs=2",
+        "num_steps=64",
+        "total_timesteps=256",
+        "update_epochs=1",
+        "eval_episodes=1",
+    )
     assert [r["global_step"] for r in rows if "charts/SPS" in r] == [128, 256]
-    assert figures["eval_returns"] and figures["eval_returns"][0] >= -500
+    assert figures["reward_threshold"] == -100.0, "the chosen id's own gymnasium spec"
+    from ppo_lab.evaluation import EVAL_SEED_OFFSET, evaluate_policy
+    from ppo_lab.policy import load_policy
+
+    from helpers import vector_env
+
+    policy = load_policy(tmp_path / "checkpoint.pt")
+    again = evaluate_policy(
+        lambda n: vector_env("gymnasium_sync", n, "Acrobot-v1"),
+        policy,
+        episodes=1,
+        seed=1 + EVAL_SEED_OFFSET,
+    )
+    assert again == figures["eval_returns"], "the saved Acrobot policy is the one evaluated"
 
 
 USER_ENV = '''
@@ -238,15 +336,23 @@ def test_user_env_by_module_and_class_trains(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     figures, rows = short_run(
-        run_dir, "env=gymnasium", "env.id=my_envs:GuessEnv", "+env.kwargs.length=8",
-        "num_envs=2", "num_steps=32", "total_timesteps=128", "update_epochs=1",
-        "eval_episodes=2")
+        run_dir,
+        "env=gymnasium",
+        "env.id=my_envs:GuessEnv",
+        "+env.kwargs.length=8",
+        "num_envs=2",
+        "num_steps=32",
+        "total_timesteps=128",
+        "update_epochs=1",
+        "eval_episodes=2",
+    )
     lengths = [r["charts/episodic_length"] for r in rows if "charts/episodic_length" in r]
     assert lengths and set(lengths) == {8.0}, "the user's kwargs reached the constructor"
     assert len(figures["eval_returns"]) == 2
 
 
 # --- evaluation video ------------------------------------------------------------------------
+
 
 def test_video_frames_are_the_atari_observations(tmp_path):
     pytest.importorskip("imageio_ffmpeg")
@@ -260,8 +366,9 @@ def test_video_frames_are_the_atari_observations(tmp_path):
         seen.append(obs[0, -1].copy())  # the newest frame of the stack
         return np.ones(1, dtype=np.int64)
 
-    frames = video.record_episode(lambda n: build(cfg.env, num_envs=n), dict(cfg.env),
-                                  ATARI, policy, seed=0, max_frames=30)
+    frames = video.record_episode(
+        lambda n: build(cfg.env, num_envs=n), dict(cfg.env), ATARI, policy, seed=0, max_frames=30
+    )
     assert frames.shape == (30, 84, 84, 3) and frames.dtype == np.uint8
     np.testing.assert_array_equal(frames[..., 0], np.stack(seen))
     path = video.save_video(frames, tmp_path / "videos" / "eval.mp4")
@@ -278,8 +385,9 @@ def test_no_video_for_envs_that_cannot_render(recwarn):
 
     cfg, _ = compose_app("env=mujoco")
     obs_space = gym.spaces.Box(-np.inf, np.inf, (17,), np.float64)  # HalfCheetah's
-    frames = video.record_episode(lambda n: build(cfg.env, num_envs=n), dict(cfg.env),
-                                  obs_space, lambda o: o, seed=0)
+    frames = video.record_episode(
+        lambda n: build(cfg.env, num_envs=n), dict(cfg.env), obs_space, lambda o: o, seed=0
+    )
     assert frames is None
     assert any("no video" in str(w.message) for w in recwarn)
 
@@ -287,6 +395,14 @@ def test_no_video_for_envs_that_cannot_render(recwarn):
 @pytest.mark.slow
 def test_eval_video_is_saved_in_the_run_dir(tmp_path):
     pytest.importorskip("imageio_ffmpeg")
-    short_run(tmp_path, "env=atari", "num_steps=32", "total_timesteps=256", "update_epochs=1",
-              "eval_episodes=1", "eval_video=true", "env.kwargs.max_episode_steps=100")
+    short_run(
+        tmp_path,
+        "env=atari",
+        "num_steps=32",
+        "total_timesteps=256",
+        "update_epochs=1",
+        "eval_episodes=1",
+        "eval_video=true",
+        "env.kwargs.max_episode_steps=100",
+    )
     assert [p.name for p in (tmp_path / "videos").iterdir()] == ["eval_256.mp4"]

@@ -8,7 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from ppo_lab.envs import BACKENDS, make_vector_env
+from helpers import group_entries, vector_env
+
+BACKENDS = group_entries("env/backend")
+
 
 RESET_BOUND = 0.05  # CartPole resets every state variable uniformly in [-0.05, 0.05]
 
@@ -25,7 +28,7 @@ def is_reset_obs(obs: np.ndarray) -> bool:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_time_limit_truncates_with_final_obs_and_resets_on_the_same_step(backend):
     kwargs = {"max_episode_steps": 5}
-    envs = make_vector_env(2, id="CartPole-v1", backend=backend, kwargs=kwargs)
+    envs = vector_env(backend, 2, "CartPole-v1", kwargs=kwargs)
     try:
         envs.reset(seed=0)
         lengths = []
@@ -48,7 +51,7 @@ def test_time_limit_truncates_with_final_obs_and_resets_on_the_same_step(backend
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_termination_has_no_final_obs_and_reports_the_episode(backend):
-    envs = make_vector_env(1, id="CartPole-v1", backend=backend)
+    envs = vector_env(backend, 1, "CartPole-v1")
     try:
         envs.reset(seed=0)
         rewards = 0.0
@@ -73,8 +76,7 @@ def test_termination_has_no_final_obs_and_reports_the_episode(backend):
 def test_gymnasium_default_autoreset_is_next_step():
     """Why the backend asks for SAME_STEP: by default the step after an episode's end is a reset
     whose action is ignored, a transition the learner must not train on."""
-    envs = gym.make_vec("CartPole-v1", num_envs=1, vectorization_mode="sync",
-                        max_episode_steps=3)
+    envs = gym.make_vec("CartPole-v1", num_envs=1, vectorization_mode="sync", max_episode_steps=3)
     envs.reset(seed=0)
     for _ in range(3):
         *_, truncated, info = envs.step(np.zeros(1, dtype=np.int64))
@@ -99,7 +101,7 @@ def test_envpool_native_autoreset_is_next_step():
 @pytest.mark.parametrize("backend", ["gymnasium_sync", "envpool"])
 def test_same_seed_same_trajectory(backend):
     def rollout() -> np.ndarray:
-        envs = make_vector_env(2, id="CartPole-v1", backend=backend)
+        envs = vector_env(backend, 2, "CartPole-v1")
         try:
             obs = [envs.reset(seed=3).copy()]
             for t in range(30):
@@ -112,8 +114,7 @@ def test_same_seed_same_trajectory(backend):
 
 
 def test_user_env_by_module_and_class():
-    envs = make_vector_env(2, id="gymnasium.envs.classic_control.cartpole:CartPoleEnv",
-                           backend="gymnasium_sync")
+    envs = vector_env("gymnasium_sync", 2, "gymnasium.envs.classic_control.cartpole:CartPoleEnv")
     try:
         assert envs.reset(seed=0).shape == (2, 4)
         assert envs.reward_threshold is None

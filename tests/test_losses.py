@@ -10,20 +10,24 @@ from __future__ import annotations
 import math
 import typing
 
+import annotated_types
 import numpy as np
 import pytest
 import torch
 
-from ppo_lab.losses import policy, value
-from ppo_lab.schema import Range, check_kwargs, parameters
+from ppo_lab.components import caller_inputs, check_entry, config_parameters, declared_inputs
+from ppo_lab.losses import PPOLoss, policy, value
+from ppo_lab.losses.kl_coef import AdaptiveKLCoefficient, FixedKLCoefficient
+
+from helpers import compose_config
 
 POLICY_FNS = [policy.vanilla, policy.clip, policy.dual_clip, policy.kl_penalty]
+CLIPPED_POLICY_FNS = [policy.clip, policy.dual_clip]
 VALUE_FNS = [value.mse, value.clipped, value.huber]
-POLICY_INPUTS = ("logp_new", "logp_old", "advantages", "weight")
-VALUE_INPUTS = ("values", "old_values", "returns", "weight")
 EPS, C, BETA = 0.2, 3.0, 0.7
-COEFS = {"clip_eps": EPS, "dual_clip": C, "kl_beta": BETA}  # one flat `loss` node ...
-COEFS |= {"value_clip_eps": EPS, "huber_delta": 0.5}  # ... shared with the value losses
+POLICY_COEFS = {"clip_eps": EPS, "dual_clip": C}  # loss.policy.<key>
+VALUE_COEFS = {"clip_eps": EPS, "delta": 0.5}  # loss.value.<key>
+TRAINER_STATE = {"kl_beta": BETA}  # what the trainer passes to a policy that declares it
 
 
 def t(x) -> torch.Tensor:
@@ -31,8 +35,10 @@ def t(x) -> torch.Tensor:
 
 
 def coefs(fn) -> dict:
-    """The test coefficients that `fn` accepts."""
-    return {k: v for k, v in COEFS.items() if k in parameters(fn)}
+    """The test coefficients that `fn` takes: its config and the trainer state it declares."""
+    given = VALUE_COEFS if fn in VALUE_FNS else POLICY_COEFS
+    state = {k: v for k, v in TRAINER_STATE.items() if k in declared_inputs(fn)}
+    return {k: v for k, v in given.items() if k in config_parameters(fn)} | state
 
 
 def random_policy_batch(n: int = 256, seed: int = 0):
@@ -195,7 +201,7 @@ def test_dual_clip_frac_counts_the_active_lower_bound():
     torch.testing.assert_close(info["clipfrac"], t(5 / 6))  # every r but 1.0 is outside [0.8, 1.2]
 
 
-@pytest.mark.parametrize("fn", POLICY_FNS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fn", CLIPPED_POLICY_FNS, ids=lambda f: f.__name__)
 def test_clip_boundaries_count_as_not_clipped(fn):
     # r = 1 +- eps exactly (both exact in float64) is not clipped; r = 1.5 is
     ratio, logp_old, adv = t([1.25, 0.75, 1.5]), t([0.0] * 3), t([1.0, -1.0, 1.0])
@@ -222,13 +228,12 @@ def test_policy_diagnostics_hand_computed():
     torch.testing.assert_close(info["dual_clip_frac"], t(0.0))
 
 
-def test_clipfrac_threshold_is_clip_eps_for_unclipped_variants():
-    ratio = t([1.05, 1.15, 0.7, 1.4])
+def test_clipfrac_of_unclipped_variants_is_measured_at_the_reference_range():
+    ratio = t([1.05, 1.15, 0.7, 1.4, 0.85])  # |r - 1| > 0.2: 0.7 and 1.4
+    assert policy.CLIPFRAC_REFERENCE_EPS == 0.2
     for fn in (policy.vanilla, policy.kl_penalty):
-        _, info = fn(ratio.log(), t([0.0] * 4), t([1.0] * 4), clip_eps=0.1)
-        torch.testing.assert_close(info["clipfrac"], t(0.75))
-        _, info = fn(ratio.log(), t([0.0] * 4), t([1.0] * 4), clip_eps=0.5)
-        torch.testing.assert_close(info["clipfrac"], t(0.0))
+        _, info = fn(ratio.log(), t([0.0] * 5), t([1.0] * 5))
+        torch.testing.assert_close(info["clipfrac"], t(2 / 5))
 
 
 @pytest.mark.parametrize("fn", POLICY_FNS, ids=lambda f: f.__name__)
@@ -273,14 +278,19 @@ def test_kl_penalty_k3_is_nonnegative_zero_at_ratio_one_and_hand_computed():
     ("kl", "expected"),
     [(0.001, 0.5), (0.006, 0.5), (0.007, 1), (0.01, 1), (0.0149, 1), (0.016, 2), (1.0, 2)],
 )
-def test_adapt_kl_beta(kl, expected):
+def test_adaptive_kl_coefficient(kl, expected):
     # target 0.01: halve below 0.01 / 1.5 = 0.00667, double above 0.01 * 1.5 = 0.015
-    assert policy.adapt_kl_beta(1.0, kl, kl_target=0.01) == expected
+    assert AdaptiveKLCoefficient(target=0.01).next(1.0, kl) == expected
 
 
-def test_adapt_kl_beta_band_edges_keep_beta():
-    assert policy.adapt_kl_beta(0.3, 0.02 / 1.5, kl_target=0.02) == 0.3
-    assert policy.adapt_kl_beta(0.3, 0.02 * 1.5, kl_target=0.02) == 0.3
+def test_adaptive_kl_coefficient_band_edges_keep_beta():
+    schedule = AdaptiveKLCoefficient(initial=0.3, target=0.02)
+    assert schedule.next(0.3, 0.02 / 1.5) == 0.3
+    assert schedule.next(0.3, 0.02 * 1.5) == 0.3
+
+
+def test_fixed_kl_coefficient_never_moves():
+    assert FixedKLCoefficient(initial=0.4).next(0.4, 10.0) == 0.4
 
 
 # ----- value losses -----------------------------------------------------------------------------
@@ -307,7 +317,7 @@ def test_clipped_value_binds_in_a_hand_computed_case():
     # sample 0: V_old = 0, V = 1, R = 1 -> V_clip = 0.2: max(0, 0.64) = 0.64, no gradient
     # sample 1: V_old = 0, V = 0.1, R = 0.5 -> inside the clip: 0.16 for both
     values, old, returns = t([1.0, 0.1]), t([0.0, 0.0]), t([1.0, 0.5])
-    loss, _, grad = value_per_sample(value.clipped, values, old, returns, value_clip_eps=0.2)
+    loss, _, grad = value_per_sample(value.clipped, values, old, returns, clip_eps=0.2)
     plain, _ = value.mse(values, old, returns)
     torch.testing.assert_close(loss, t(0.5 * (0.64 + 0.16) / 2))
     torch.testing.assert_close(plain, t(0.5 * 0.16 / 2))
@@ -317,7 +327,7 @@ def test_clipped_value_binds_in_a_hand_computed_case():
 
 def test_value_clipfrac_hand_computed():
     values, old = t([0.1, 0.5, -0.3, 0.2, -0.2]), t([0.0] * 5)
-    _, info = value.clipped(values, old, t([0.0] * 5), value_clip_eps=0.2)
+    _, info = value.clipped(values, old, t([0.0] * 5), clip_eps=0.2)
     torch.testing.assert_close(info["value_clipfrac"], t(2 / 5))  # |0.5|, |-0.3|; 0.2 is not > 0.2
     for fn in (value.mse, value.huber):
         assert fn(values, old, t([0.0] * 5))[1]["value_clipfrac"].item() == 0.0
@@ -325,14 +335,14 @@ def test_value_clipfrac_hand_computed():
 
 def test_huber_delta_sets_the_quadratic_region():
     values, zeros = t([1.5, -3.0]), t([0.0] * 2)
-    _, per, grad = value_per_sample(value.huber, values, zeros, zeros, huber_delta=2.0)
+    _, per, grad = value_per_sample(value.huber, values, zeros, zeros, delta=2.0)
     torch.testing.assert_close(per, t([1.125, 4.0]))  # 0.5 * 1.5^2 | 2 * (3 - 1)
     torch.testing.assert_close(grad, t([1.5, -2.0]) / 2)
 
 
 def test_huber_is_mse_on_small_errors_and_linear_beyond_delta():
     values, old = t([0.3, -0.5, 3.0]), t([0.0] * 3)
-    _, per, grad = value_per_sample(value.huber, values, old, t([0.0] * 3), huber_delta=1.0)
+    _, per, grad = value_per_sample(value.huber, values, old, t([0.0] * 3), delta=1.0)
     torch.testing.assert_close(per, t([0.045, 0.125, 2.5]))  # 0.5 e^2 | 1 * (3 - 0.5)
     torch.testing.assert_close(grad, t([0.3, -0.5, 1.0]) / 3)  # slope capped at delta
 
@@ -350,53 +360,124 @@ def test_value_weight_info_and_gradcheck(fn):
     assert torch.autograd.gradcheck(lambda v: fn(v, old, returns, weight=w, **coefs(fn))[0], (x,))
 
 
-# ----- signatures are the config schema ---------------------------------------------------------
+# ----- the loss entry: sub-entries, coefficients, schema ----------------------------------------
 
 
-def test_dual_clip_of_one_is_rejected_naming_the_key():
-    problems = check_kwargs(policy.dual_clip, {"dual_clip": 1.0}, "loss", skip=POLICY_INPUTS)
-    assert len(problems) == 1 and "loss.dual_clip" in problems[0]
+def test_ppo_loss_combines_its_terms_with_its_coefficients():
+    logp_new, logp_old, adv, _ = random_policy_batch(n=16, seed=9)
+    values, old, returns, _ = random_value_batch(n=16, seed=9)
+    entropy = torch.rand(16, dtype=torch.float64)
+    loss = PPOLoss(policy=policy.clip, value=value.mse, vf_coef=0.7, ent_coef=0.05)
+    total, info = loss(logp_new, logp_old, adv, values, old, returns, entropy)
+    p, _ = policy.clip(logp_new, logp_old, adv)
+    v, _ = value.mse(values, old, returns)
+    torch.testing.assert_close(total, p + 0.7 * v - 0.05 * entropy.mean())
+    torch.testing.assert_close(info["policy_loss"], p)
+    torch.testing.assert_close(info["value_loss"], v)
 
 
-@pytest.mark.parametrize("fn", POLICY_FNS, ids=lambda f: f.__name__)
-def test_policy_schema_rejects_bad_values(fn):
-    bad = {"clip_eps": 1.5}
-    assert any("loss.clip_eps" in p for p in check_kwargs(fn, bad, "loss", skip=POLICY_INPUTS))
-    assert any("clip_eps" in p for p in check_kwargs(fn, {"clip_eps": 0}, "", skip=POLICY_INPUTS))
-    unknown = check_kwargs(fn, {"clip_epss": 0.1}, "loss", skip=POLICY_INPUTS)
-    assert len(unknown) == 1 and "loss.clip_epss: unknown key" in unknown[0]
-    assert check_kwargs(fn, coefs(fn), "loss", skip=POLICY_INPUTS) == []
-    assert check_kwargs(fn, {}, "loss", skip=POLICY_INPUTS) == []
+def test_ppo_loss_passes_kl_beta_only_to_a_policy_that_declares_it():
+    logp_new, logp_old, adv, _ = random_policy_batch(n=8, seed=10)
+    values, old, returns, _ = random_value_batch(n=8, seed=10)
+    entropy = torch.zeros(8, dtype=torch.float64)
+    penalised = PPOLoss(
+        policy=policy.kl_penalty,
+        value=value.mse,
+        vf_coef=0.0,
+        kl_coef=FixedKLCoefficient(initial=0.3),
+    )
+    total, _ = penalised(logp_new, logp_old, adv, values, old, returns, entropy, kl_beta=0.3)
+    torch.testing.assert_close(total, policy.kl_penalty(logp_new, logp_old, adv, kl_beta=0.3)[0])
+    assert penalised.initial_kl_beta == 0.3
+    assert PPOLoss(policy=policy.clip, value=value.mse).initial_kl_beta is None
 
 
-def test_negative_kl_beta_rejected_and_zero_allowed():
-    def check(v):
-        return check_kwargs(policy.kl_penalty, {"kl_beta": v}, "loss", skip=POLICY_INPUTS)
-
-    assert any("loss.kl_beta" in p for p in check(-0.1))
-    assert check(0.0) == []
-
-
-def test_value_schema_rejects_bad_values():
-    assert check_kwargs(value.clipped, {"value_clip_eps": 0.0}, "loss", skip=VALUE_INPUTS)
-    assert check_kwargs(value.huber, {"huber_delta": -1.0}, "loss", skip=VALUE_INPUTS)
-    assert check_kwargs(value.mse, {"value_clip_eps": 0.2}, "loss", skip=VALUE_INPUTS)
-    assert check_kwargs(value.huber, {"huber_delta": 2.0}, "loss", skip=VALUE_INPUTS) == []
+def test_a_kl_schedule_and_a_kl_penalised_policy_come_together():
+    with pytest.raises(ValueError, match="needs a KL coefficient schedule"):
+        PPOLoss(policy=policy.kl_penalty, value=value.mse)
+    with pytest.raises(ValueError, match="only a KL-penalised policy loss"):
+        PPOLoss(policy=policy.clip, value=value.mse, kl_coef=AdaptiveKLCoefficient())
 
 
-def test_every_coefficient_has_a_default_and_a_range_and_names_do_not_collide():
-    def coefficient_names(fns, skip):
-        names = set()
-        for fn in fns:
-            for name, p in parameters(fn, skip).items():
-                assert p.default is not p.empty, f"{fn.__name__}.{name} has no default"
-                meta = typing.get_args(p.annotation)[1:]
-                assert any(isinstance(m, Range) for m in meta), f"{fn.__name__}.{name}: no Range"
-                names.add(name)
-        return names
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            "loss=dual_clip loss.policy.dual_clip=1.0",
+            "loss.policy.dual_clip=1.0: should be greater than 1",
+        ),
+        ("loss.policy.clip_eps=1.5", "loss.policy.clip_eps=1.5: should be less than 1"),
+        ("loss.policy.clip_eps=0", "loss.policy.clip_eps=0: should be greater than 0"),
+        ("loss.policy.clip_eps=nan", "loss.policy.clip_eps=nan: should be a finite number"),
+        (
+            "+loss.policy.clip_epss=0.1",
+            "loss.policy.clip_epss: unknown key for clip; valid keys: clip_eps",
+        ),
+        (
+            "loss=vanilla +loss.policy.clip_eps=0.1",
+            "loss.policy.clip_eps: unknown key for vanilla; valid keys: none",
+        ),
+        (
+            "loss=value_clip loss.value.clip_eps=0.0",
+            "loss.value.clip_eps=0.0: should be greater than 0",
+        ),
+        (
+            "loss/value=huber loss.value.delta=-1.0",
+            "loss.value.delta=-1.0: should be greater than 0",
+        ),
+        ("+loss.value.clip_eps=0.2", "loss.value.clip_eps: unknown key for mse; valid keys: none"),
+        ("loss.vf_coef=-1", "loss.vf_coef=-1: should be greater than or equal to 0"),
+        (
+            "loss=kl_penalty loss.kl_coef.target=0",
+            "loss.kl_coef.target=0: should be greater than 0",
+        ),
+        (
+            "loss=kl_penalty loss.kl_coef.initial=-0.1",
+            "loss.kl_coef.initial=-0.1: should be greater than or equal to 0",
+        ),
+        (
+            "loss.value=clipped",
+            "loss.value='clipped': a component entry; pick one with "
+            "loss/value=clipped (an entry of conf/loss/value/)",
+        ),
+    ],
+)
+def test_loss_entry_problems_name_the_key(overrides, message):
+    assert check_entry(compose_config(*overrides.split()).loss, "loss") == [message]
 
-    policy_names = coefficient_names(POLICY_FNS, POLICY_INPUTS)
-    value_names = coefficient_names(VALUE_FNS, VALUE_INPUTS)
-    assert policy_names == {"clip_eps", "dual_clip", "kl_beta"}
-    assert value_names == {"value_clip_eps", "huber_delta"}
-    assert not policy_names & value_names
+
+@pytest.mark.parametrize("entry", ["vanilla", "clip", "dual_clip", "value_clip", "kl_penalty"])
+def test_every_loss_entry_checks_and_builds(entry):
+    cfg = compose_config(f"loss={entry}")
+    assert check_entry(cfg.loss, "loss") == []
+    from ppo_lab.components import build
+
+    built = build(cfg.loss)
+    assert isinstance(built, PPOLoss)
+    assert (built.kl_coef is not None) == (entry == "kl_penalty")
+
+
+def test_every_coefficient_has_a_default_and_a_constraint():
+    for fn in POLICY_FNS + VALUE_FNS:
+        for name, p in config_parameters(fn).items():
+            assert p.default is not p.empty, f"{fn.__name__}.{name} has no default"
+            meta = typing.get_args(p.annotation)[1:]
+            constraints = (annotated_types.BaseMetadata, annotated_types.GroupedMetadata)
+            assert any(isinstance(m, constraints) for m in meta), name
+    names = {fn.__name__: set(config_parameters(fn)) for fn in POLICY_FNS + VALUE_FNS}
+    assert names == {
+        "vanilla": set(),
+        "clip": {"clip_eps"},
+        "dual_clip": {"clip_eps", "dual_clip"},
+        "kl_penalty": set(),
+        "mse": set(),
+        "clipped": {"clip_eps"},
+        "huber": {"delta"},
+    }
+
+
+def test_minibatch_tensors_are_caller_inputs():
+    for fn in POLICY_FNS:
+        assert caller_inputs(fn)[:4] == ["logp_new", "logp_old", "advantages", "weight"]
+    for fn in VALUE_FNS:
+        assert caller_inputs(fn) == ["values", "old_values", "returns", "weight"]

@@ -13,15 +13,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, group_entries
 
-from ppo_lab.config import build
+from ppo_lab.components import build
 from ppo_lab.envs import env_actions
 from ppo_lab.envs.gymnasium_backend import GymnasiumVectorEnv
 from ppo_lab.networks import ActorCritic, GaussianHead, impala_cnn, mlp, nature_cnn
-from ppo_lab.normalization import Normalizers
+from ppo_lab.normalization import normalizers
 from ppo_lab.rollout import Rollout
 from ppo_lab.train import collect_rollout, evaluate_rollout
+
+from helpers import REPO, group_entries
 
 VECTOR = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)  # envpool: channels-first frame stack
@@ -37,8 +38,9 @@ REFUSES = {"mlp": [ATARI, PIXELS], "nature_cnn": [VECTOR], "impala_cnn": [VECTOR
 B = 3
 
 
-def build_entry(compose_cfg, entry: str, obs_space: gym.Space, action_space: gym.Space,
-                *overrides: str) -> ActorCritic:
+def build_entry(
+    compose_cfg, entry: str, obs_space: gym.Space, action_space: gym.Space, *overrides: str
+) -> ActorCritic:
     cfg = compose_cfg(f"network={entry}", *overrides)
     return build(cfg.network, observation_space=obs_space, action_space=action_space)
 
@@ -53,8 +55,9 @@ def test_every_entry_has_claims():
 
 
 @pytest.mark.parametrize("kind", sorted(ACTIONS))
-@pytest.mark.parametrize(("entry", "obs_space"),
-                         [(e, s) for e, spaces in CLAIMS.items() for s in spaces])
+@pytest.mark.parametrize(
+    ("entry", "obs_space"), [(e, s) for e, spaces in CLAIMS.items() for s in spaces]
+)
 def test_outputs_are_the_right_distributions(compose_cfg, entry, obs_space, kind):
     """log-prob and entropy of each head equal torch's distribution of the right kind."""
     torch.manual_seed(0)
@@ -76,8 +79,10 @@ def test_outputs_are_the_right_distributions(compose_cfg, entry, obs_space, kind
         assert dist.batch_shape == (B,) and dist.event_shape == (3,)
     else:  # one categorical per dimension: log pi(a) = sum_k log pi_k(a_k)
         assert params.shape == (B, int(action_space.nvec.sum()))
-        parts = [torch.distributions.Categorical(logits=p)
-                 for p in params.split(action_space.nvec.tolist(), -1)]
+        parts = [
+            torch.distributions.Categorical(logits=p)
+            for p in params.split(action_space.nvec.tolist(), -1)
+        ]
         dist = None
         ref_logp = sum(d.log_prob(actions[:, k]) for k, d in enumerate(parts))
         ref_entropy = sum(d.entropy() for d in parts)
@@ -87,8 +92,9 @@ def test_outputs_are_the_right_distributions(compose_cfg, entry, obs_space, kind
     torch.testing.assert_close(entropy, ref_entropy)
 
 
-@pytest.mark.parametrize(("entry", "obs_space"),
-                         [(e, s) for e, spaces in REFUSES.items() for s in spaces])
+@pytest.mark.parametrize(
+    ("entry", "obs_space"), [(e, s) for e, spaces in REFUSES.items() for s in spaces]
+)
 def test_mismatched_observations_raise_naming_the_network_to_use(compose_cfg, entry, obs_space):
     expected = "network=mlp" if entry != "mlp" else "network=nature_cnn"
     with pytest.raises(ValueError, match=expected):
@@ -145,13 +151,26 @@ def test_nature_cnn_is_mnih_2015():
     """conv 32 8x8/4, 64 4x4/2, 64 3x3/1, linear 512: 84 -> 20 -> 9 -> 7, 1,686,693 parameters
     with 4 actions (the count CleanRL's ppo_atari reports)."""
     net = nature_cnn(ATARI, gym.spaces.Discrete(4))
-    layers = [m for m in net.actor_encoder.modules()
-              if not isinstance(m, torch.nn.Sequential)][1:]  # after the pixel scaling
+    layers = [m for m in net.actor_encoder.modules() if not isinstance(m, torch.nn.Sequential)][
+        1:
+    ]  # after the pixel scaling
     assert [type(m).__name__ for m in layers] == [
-        "Conv2d", "ReLU", "Conv2d", "ReLU", "Conv2d", "ReLU", "Flatten", "Linear", "ReLU"]
+        "Conv2d",
+        "ReLU",
+        "Conv2d",
+        "ReLU",
+        "Conv2d",
+        "ReLU",
+        "Flatten",
+        "Linear",
+        "ReLU",
+    ]
     convs = [m for m in layers if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
-        (32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
+        (32, (8, 8), (4, 4)),
+        (64, (4, 4), (2, 2)),
+        (64, (3, 3), (1, 1)),
+    ]
     linear = [m for m in layers if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linear] == [(64 * 7 * 7, 512)]
     conv_params = sum(c * k * k * o + o for c, k, o in [(4, 8, 32), (32, 4, 64), (64, 3, 64)])
@@ -200,14 +219,15 @@ def test_gaussian_head_stores_the_raw_unclipped_action():
     """The rollout keeps the sampled action (outside the bounds here); only the env gets it
     clipped, and the stored log-prob is that of the raw sample."""
     torch.manual_seed(0)
-    envs = GymnasiumVectorEnv("MountainCarContinuous-v0", 2, asynchronous=False, kwargs={})
+    envs = GymnasiumVectorEnv("MountainCarContinuous-v0", 2, {})
     net = mlp(envs.single_observation_space, envs.single_action_space)
     assert isinstance(net.head, GaussianHead)
     with torch.no_grad():
         net.head.log_std.fill_(math.log(3.0))  # sigma = 3 >> the [-1, 1] bounds
-    norm = Normalizers(obs=None, obs_clip=10.0, reward=None, value_target=None)
-    buf = Rollout.allocate(16, 2, envs.single_observation_space, envs.single_action_space,
-                           torch.device("cpu"))
+    norm = normalizers((2,), 2, 0.99, "cpu")
+    buf = Rollout.allocate(
+        16, 2, envs.single_observation_space, envs.single_action_space, torch.device("cpu")
+    )
     try:
         collect_rollout(envs, net, buf, envs.reset(seed=0), norm, None)
     finally:
@@ -215,21 +235,27 @@ def test_gaussian_head_stores_the_raw_unclipped_action():
     assert buf.actions.abs().max() > 1.5, "stored actions are the raw samples"
     clipped = env_actions(buf.actions, envs.single_action_space)
     assert np.abs(clipped).max() <= 1.0
-    evaluate_rollout(net, buf, norm)
+    logprobs = evaluate_rollout(net, buf, norm).logprobs
     with torch.no_grad():
         dist = net.head.distribution(net.policy_params(buf.flat(buf.obs)))
-        torch.testing.assert_close(buf.flat(buf.logprobs), dist.log_prob(buf.flat(buf.actions)))
+        torch.testing.assert_close(buf.flat(logprobs), dist.log_prob(buf.flat(buf.actions)))
 
 
-@pytest.mark.parametrize(("overrides", "advice"), [
-    (["network=nature_cnn"], "network=mlp"),  # CartPole: vector observations
-    (["env=atari", "network=mlp"], "network=nature_cnn"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "advice"),
+    [
+        (["network=nature_cnn"], "network=mlp"),  # CartPole: vector observations
+        (["env=atari", "network=mlp"], "network=nature_cnn"),
+    ],
+)
 def test_mismatch_is_an_invalid_configuration_before_training(tmp_path, overrides, advice):
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "ppo_lab", *overrides, "logger=none", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "Invalid configuration" in proc.stderr and advice in proc.stderr

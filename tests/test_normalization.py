@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from ppo_lab.components import build, check_entry, config_parameters
 from ppo_lab.normalization import (
-    NormalizationSettings,
+    Normalizers,
     RewardScaler,
     RunningMeanStd,
     normalize_advantages,
+    normalizers,
 )
-from ppo_lab.schema import check_kwargs
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "normalization"
-FIELDS = {f.name for f in dataclasses.fields(NormalizationSettings)}
+from helpers import compose_config
 
 
 def random_chunks(total: int, rng: np.random.Generator) -> list[int]:
@@ -194,47 +191,45 @@ def test_normalize_advantages():
 # ---------------------------------------------------------------- config group
 
 
+def built_normalizers(*overrides: str) -> Normalizers:
+    cfg = compose_config(*overrides)
+    return build(cfg.normalization, obs_shape=(3,), num_envs=2, gamma=0.9, device="cpu")
+
+
 @pytest.mark.parametrize("name", ["none", "adv", "obs_reward"])
-def test_yaml_entry_is_valid_and_complete(name):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
-    assert check_kwargs(NormalizationSettings, cfg, "normalization") == []
-    assert set(cfg) == FIELDS  # every key spelled out
-    NormalizationSettings(**cfg)
+def test_entry_checks_and_spells_out_every_setting(name):
+    cfg = compose_config(f"normalization={name}")
+    assert check_entry(cfg.normalization, "normalization") == []
+    assert set(cfg.normalization) - {"_target_", "_partial_"} == set(config_parameters(normalizers))
 
 
-def test_yaml_entries_mean_what_they_say():
-    load = {p.stem: NormalizationSettings(**OmegaConf.load(p)) for p in CONF.glob("*.yaml")}
-    assert load["adv"] == NormalizationSettings()
-    assert load["none"] == NormalizationSettings(advantage="none")
-    assert load["obs_reward"] == NormalizationSettings(observation=True, reward=True)
+def test_entries_mean_what_they_say():
+    def what(n: Normalizers) -> tuple:
+        return (
+            n.advantage_scope,
+            n.obs is not None,
+            n.reward is not None,
+            n.value_target is not None,
+        )
 
-
-def test_hydra_composes_the_group():
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF.parent)):
-        for p in CONF.glob("*.yaml"):
-            cfg = compose(config_name=None, overrides=[f"+normalization={p.stem}"])
-            given = OmegaConf.to_container(cfg.normalization)
-            assert check_kwargs(NormalizationSettings, given, "normalization") == []
+    assert what(built_normalizers("normalization=adv")) == ("minibatch", False, False, False)
+    assert what(built_normalizers("normalization=none")) == ("none", False, False, False)
+    assert what(built_normalizers("normalization=obs_reward")) == ("minibatch", True, True, False)
+    scaler = built_normalizers("normalization=obs_reward", "normalization.reward_clip=2.5").reward
+    assert scaler is not None and scaler.clip == 2.5 and scaler.gamma == 0.9
 
 
 @pytest.mark.parametrize(
-    ("given", "key"),
+    ("override", "key"),
     [
-        ({"advantage": "epoch"}, "normalization.advantage"),
-        ({"advantage": True}, "normalization.advantage"),
-        ({"obs_clip": 0.0}, "normalization.obs_clip"),
-        ({"reward_clip": -1.0}, "normalization.reward_clip"),
-        ({"observation": "yes"}, "normalization.observation"),
-        ({"rewards": True}, "normalization.rewards"),
+        ("normalization.advantage_scope=epoch", "normalization.advantage_scope"),
+        ("normalization.advantage_scope=true", "normalization.advantage_scope"),
+        ("normalization.obs_clip=0.0", "normalization.obs_clip"),
+        ("normalization.reward_clip=-1.0", "normalization.reward_clip"),
+        ("normalization.observation=yes", "normalization.observation"),
+        ("+normalization.rewards=true", "normalization.rewards"),
     ],
 )
-def test_bad_settings_are_rejected_naming_the_key(given, key):
-    problems = check_kwargs(NormalizationSettings, given, "normalization")
+def test_bad_settings_are_rejected_naming_the_key(override, key):
+    problems = check_entry(compose_config(override).normalization, "normalization")
     assert len(problems) == 1 and problems[0].startswith(key), problems
-
-
-def test_settings_are_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        NormalizationSettings().reward = True  # type: ignore[misc]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import REPO
+from helpers import REPO
 
 
 def setup_commands() -> list[str]:

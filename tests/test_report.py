@@ -48,7 +48,9 @@ def write_job(
     overrides = [f"{g}={c}" for g, c in choices.items()] + [f"seed={seed}", *extra_overrides]
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     config = {
-        "seed": seed, "total_timesteps": 50_000, "num_envs": 8,
+        "seed": seed,
+        "total_timesteps": 50_000,
+        "num_envs": 8,
         "env": {"id": env_id, "backend": "gymnasium_sync"},
         "loss": {"_target_": f"ppo_lab.losses.{choices.get('loss', 'clip')}", "clip_eps": 0.2},
         "logger": {"project": "ppo_lab", "entity": None},
@@ -62,14 +64,32 @@ def write_job(
     returns = np.linspace(20, 200, len(steps)) if returns is None else returns
     with (job / "metrics.jsonl").open("w") as f:
         for i, (s, r) in enumerate(zip(steps, returns, strict=True)):
-            f.write(json.dumps({"global_step": int(s), "time": 0.1 * i, METRIC: float(r),
-                                "losses/approx_kl": 0.01}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "global_step": int(s),
+                        "time": 0.1 * i,
+                        METRIC: float(r),
+                        "losses/approx_kl": 0.01,
+                    }
+                )
+                + "\n"
+            )
     if status is not None:
         summary = {
-            "status": status, "error": error, "env_id": env_id, "seed": seed,
-            "overrides": overrides, "choices": hydra_choices, "global_step": int(steps[-1]),
-            "total_timesteps": 50_000, "wall_time_s": 1.0, "final_return": final_return,
-            "final_metrics": {}, "reward_threshold": 475.0, "solved": None,
+            "status": status,
+            "error": error,
+            "env_id": env_id,
+            "seed": seed,
+            "overrides": overrides,
+            "choices": hydra_choices,
+            "global_step": int(steps[-1]),
+            "total_timesteps": 50_000,
+            "wall_time_s": 1.0,
+            "final_return": final_return,
+            "final_metrics": {},
+            "reward_threshold": 475.0,
+            "solved": None,
         }
         (job / "summary.json").write_text(json.dumps(summary))
     return job
@@ -82,8 +102,14 @@ def two_variant_sweep(root: Path, seeds: int = 5, shift: float = 100.0) -> Path:
     for loss, offset in (("clip", 0.0), ("dual_clip", shift)):
         for seed in range(seeds):
             final = 200.0 + offset + rng.normal(0, 10)
-            write_job(root, str(job), choices={"loss": loss}, seed=seed,
-                      returns=np.linspace(20, final, 50), final_return=final)
+            write_job(
+                root,
+                str(job),
+                choices={"loss": loss},
+                seed=seed,
+                returns=np.linspace(20, final, 50),
+                final_return=final,
+            )
             job += 1
     (root / "multirun.yaml").write_text(
         yaml.safe_dump({"hydra": {"overrides": {"task": ["loss=clip,dual_clip", "seed=range(5)"]}}})
@@ -187,8 +213,13 @@ def test_read_metrics_tolerates_a_truncated_line_and_a_resume(tmp_path):
 
 def test_job_dirs_are_found_nested_and_named_by_what_varied(tmp_path):
     for i, (lr, seed) in enumerate([("1e-3", 0), ("1e-3", 1), ("3e-4", 0)]):
-        write_job(tmp_path, f"lr_{lr}/{i}", choices={"loss": "clip"}, seed=seed,
-                  extra_overrides=(f"optim.lr={lr}",))
+        write_job(
+            tmp_path,
+            f"lr_{lr}/{i}",
+            choices={"loss": "clip"},
+            seed=seed,
+            extra_overrides=(f"optim.lr={lr}",),
+        )
     assert len(find_job_dirs(tmp_path)) == 3
     runs = load_runs([tmp_path])
     assert sorted({r.variant for r in runs}) == ["optim.lr=1e-3", "optim.lr=3e-4"]
@@ -216,13 +247,22 @@ def test_the_shifted_variant_ranks_first_with_a_ci_above_the_other(tmp_path):
 
 def test_failed_and_summaryless_runs_are_listed_not_dropped(tmp_path):
     two_variant_sweep(tmp_path, seeds=3)
-    write_job(tmp_path, "6", choices={"loss": "clip"}, seed=3, status="failed",
-              error="RuntimeError: loss is NaN at update 12", returns=np.linspace(20, 30, 10),
-              steps=np.arange(1, 11) * 1000)
+    write_job(
+        tmp_path,
+        "6",
+        choices={"loss": "clip"},
+        seed=3,
+        status="failed",
+        error="RuntimeError: loss is NaN at update 12",
+        returns=np.linspace(20, 30, 10),
+        steps=np.arange(1, 11) * 1000,
+    )
     write_job(tmp_path, "7", choices={"loss": "dual_clip"}, seed=3, status=None)
     report = build_report([tmp_path], reps=REPS)
     assert {e.run.path.name: e.run.status for e in report.excluded} == {
-        "6": "failed", "7": NO_SUMMARY}
+        "6": "failed",
+        "7": NO_SUMMARY,
+    }
     text = report.markdown.read_text()
     section = text.split("## Runs not included")[1]
     assert "`6`" in section and "loss is NaN at update 12" in section and "10,000" in section
@@ -245,9 +285,15 @@ def test_a_single_seed_says_no_confidence_intervals(tmp_path):
 
 def test_runs_of_different_lengths_are_reported(tmp_path):
     for seed, n in enumerate([50, 50, 30]):
-        write_job(tmp_path, str(seed), choices={"loss": "clip"}, seed=seed,
-                  steps=np.arange(1, n + 1) * 1000, returns=np.linspace(20, 200, n),
-                  final_return=200.0)
+        write_job(
+            tmp_path,
+            str(seed),
+            choices={"loss": "clip"},
+            seed=seed,
+            steps=np.arange(1, n + 1) * 1000,
+            returns=np.linspace(20, 200, n),
+            final_return=200.0,
+        )
     report = build_report([tmp_path], reps=REPS)
     assert any("different lengths" in w for w in report.warnings)
     assert "Runs of different lengths on CartPole-v1" in report.markdown.read_text()
@@ -259,15 +305,24 @@ def test_several_envs_get_normalized_aggregates_and_profiles(tmp_path):
         for loss, bonus in (("clip", 0.0), ("dual_clip", 0.1)):
             for seed in range(3):
                 final = scale * (1 + bonus) + seed
-                write_job(tmp_path, str(job), choices={"loss": loss, "env": env_id.lower()},
-                          seed=seed, env_id=env_id, final_return=final,
-                          returns=np.linspace(0, final, 50))
+                write_job(
+                    tmp_path,
+                    str(job),
+                    choices={"loss": loss, "env": env_id.lower()},
+                    seed=seed,
+                    env_id=env_id,
+                    final_return=final,
+                    returns=np.linspace(0, final, 50),
+                )
                 job += 1
     report = build_report([tmp_path], reps=REPS)
     assert set(report.tables) == {"CartPole-v1", "Acrobot-v1", "MyEnv-v0", AGGREGATE_SCOPE}
     assert [r.envs for r in report.tables[AGGREGATE_SCOPE]] == [3, 3]
-    assert {p.name for p in report.figures} >= {"performance_profile.png", "curves_all_envs.png",
-                                                 "curves_MyEnv-v0.png"}
+    assert {p.name for p in report.figures} >= {
+        "performance_profile.png",
+        "curves_all_envs.png",
+        "curves_MyEnv-v0.png",
+    }
     text = report.markdown.read_text()
     assert "**unknown env**: min-max over this sweep" in text
     assert "loss=clip" in text and "env=" not in text  # the env is the task axis, not a variant
@@ -297,8 +352,11 @@ def test_cli_writes_markdown_html_and_pngs_and_prints_the_path(tmp_path, capsys)
     assert str(sweep / "report.md") in out
     html = (sweep / "report.html").read_text()
     pngs = sorted(p.name for p in sweep.glob("*.png"))
-    assert pngs == ["curves_CartPole-v1.png", "final_CartPole-v1.png",
-                    "probability_of_improvement.png"]
+    assert pngs == [
+        "curves_CartPole-v1.png",
+        "final_CartPole-v1.png",
+        "probability_of_improvement.png",
+    ]
     assert html.count("data:image/png;base64,") == len(pngs) and 'src="http' not in html
     md = (sweep / "report.md").read_text()
     assert all(f"]({name})" in md for name in pngs)
@@ -307,8 +365,20 @@ def test_cli_writes_markdown_html_and_pngs_and_prints_the_path(tmp_path, capsys)
 
 def test_cli_out_and_metric_options(tmp_path, capsys):
     sweep = two_variant_sweep(tmp_path / "sweep", seeds=2)
-    assert main([str(sweep), "--reps", "20", "--metric", "losses/approx_kl",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                str(sweep),
+                "--reps",
+                "20",
+                "--metric",
+                "losses/approx_kl",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     text = (tmp_path / "out" / "report.md").read_text()
     assert "last 10% of logged `losses/approx_kl` points for 4 run(s)" in text
 
@@ -327,7 +397,10 @@ def test_cli_rejects_a_dir_that_is_not_a_sweep(tmp_path):
     (tmp_path / "not_a_sweep" / "notes.txt").write_text("hello")
     proc = subprocess.run(
         [sys.executable, "-m", "ppo_lab.report", str(tmp_path / "not_a_sweep")],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "is not a sweep dir" in proc.stderr and ".hydra/overrides.yaml" in proc.stderr

@@ -15,19 +15,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, RangeSweep
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from sweep_helpers import NO_CRASH_VAR
 
 from ppo_lab.__main__ import PRESET_SCHEMA_NOTICE
 from ppo_lab.config import validate
@@ -37,8 +33,9 @@ from ppo_lab.sweep.rerun import ATTEMPTS_DIR, _quote, move_attempt_aside
 from ppo_lab.sweep.summary import CSV_NAME, MARKDOWN_NAME, summarize
 from ppo_lab.tracking import default_group
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
+from helpers import CONF, REPO, compose_config, group_entries
+from sweep_helpers import NO_CRASH_VAR
+
 STUDIES = sorted((REPO / "experiments").glob("*.yaml"))
 DETAILS = sorted((REPO / "experiments" / "detail").glob("*.yaml"))
 SEARCHES = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -55,24 +52,19 @@ def test_the_studies_and_searches_are_in_the_repo() -> None:
 
 TINY = ["total_timesteps=1024", "eval_episodes=0", "logger=none"]  # 4 updates of 8 x 32 steps
 # Seeds 0, 10, 20, 30 with 8 envs: only the job with seed 20 seeds an env with 20 and crashes.
-FLAKY = ["seed=0,10,20,30", "env.id=tests.sweep_helpers:flaky_cartpole",
-         "+env.kwargs.crash_seed=20"]
+FLAKY = [
+    "seed=0,10,20,30",
+    "env.id=tests.sweep_helpers:flaky_cartpole",
+    "+env.kwargs.crash_seed=20",
+]
 FAILING_JOB = "2"
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="module")
-def hydra_conf() -> Iterator[None]:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
 def compose_cfg(overrides: list[str], hydra: bool = False) -> DictConfig:
-    return compose("config", overrides=overrides, return_hydra_config=hydra)
+    return compose_config(*overrides, return_hydra_config=hydra)
 
 
 def swept_values(key: str, text: str) -> list[str]:
@@ -80,8 +72,7 @@ def swept_values(key: str, text: str) -> list[str]:
     override = OverridesParser.create().parse_overrides([f"{key}={text}"])[0]
     value = override.value()
     if isinstance(value, Glob):
-        loader = GlobalHydra.instance().config_loader()
-        return value.filter(loader.get_group_options(key))
+        return value.filter(group_entries(key))
     if isinstance(value, IntervalSweep):
         return [str(value.start), str(value.end)]
     if isinstance(value, (ChoiceSweep, RangeSweep)):
@@ -103,17 +94,30 @@ def check_grid(base: list[str]) -> int:
     return checked
 
 
-def run_module(module: str, args: list[str], cwd: Path,
-               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
-        "PYTHONPATH", "")]), "WANDB_MODE": "disabled", **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+def run_module(
+    module: str, args: list[str], cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "WANDB_MODE": "disabled",
+        **(extra_env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def summaries(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    return {job.name: json.loads((job / "summary.json").read_text())
-            for job in find_job_dirs(sweep_dir)}
+    return {
+        job.name: json.loads((job / "summary.json").read_text()) for job in find_job_dirs(sweep_dir)
+    }
 
 
 # --------------------------------------------------------------------------- composition
@@ -121,8 +125,12 @@ def summaries(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 
 def test_every_study_is_documented() -> None:
     readme = (REPO / "experiments" / "README.md").read_text()
-    assert {p.stem for p in STUDIES} >= {"loss_ablation", "loss_ablation_atari",
-                                          "adv_norm_mujoco", "details"}
+    assert {p.stem for p in STUDIES} >= {
+        "loss_ablation",
+        "loss_ablation_atari",
+        "adv_norm_mujoco",
+        "details",
+    }
     for path in [*STUDIES, *DETAILS, *SEARCHES]:
         lines = path.read_text().splitlines()
         assert lines[0] == "# @package _global_", f"{path}: a global-package delta"
@@ -133,12 +141,12 @@ def test_every_study_is_documented() -> None:
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
-def test_study_composes(hydra_conf: None, path: Path) -> None:
+def test_study_composes(path: Path) -> None:
     assert check_grid([f"experiment={path.stem}"]) > 1
 
 
 @pytest.mark.parametrize("path", DETAILS, ids=lambda p: p.stem)
-def test_detail_variant_composes(hydra_conf: None, path: Path) -> None:
+def test_detail_variant_composes(path: Path) -> None:
     variant = validate(compose_cfg(["experiment=details", f"experiment/detail={path.stem}"]))
     baseline = validate(compose_cfg(["experiment=details"]))
     if path.stem != "baseline":  # a leave-one-out variant changes something
@@ -146,7 +154,7 @@ def test_detail_variant_composes(hydra_conf: None, path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", SEARCHES, ids=lambda p: p.stem)
-def test_search_composes(hydra_conf: None, path: Path) -> None:
+def test_search_composes(path: Path) -> None:
     cfg = compose_cfg([f"sweep={path.stem}"], hydra=True)
     assert cfg.hydra.runtime.choices["hydra/sweeper"] == "optuna"
     assert cfg.seeds_per_trial > 1, "a trial is scored over several seeds"
@@ -154,7 +162,7 @@ def test_search_composes(hydra_conf: None, path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", WANDB_SPECS, ids=lambda p: p.stem)
-def test_wandb_spec_drives_ppo_lab(hydra_conf: None, path: Path) -> None:
+def test_wandb_spec_drives_ppo_lab(path: Path) -> None:
     spec = yaml.safe_load(path.read_text())
     assert spec["command"] == ["${env}", "${interpreter}", "-m", "ppo_lab", "${args_no_hyphens}"]
     assert spec["metric"]["name"] == "final_return"
@@ -166,15 +174,17 @@ def test_wandb_spec_drives_ppo_lab(hydra_conf: None, path: Path) -> None:
 
 @pytest.mark.filterwarnings(f"ignore:{PRESET_SCHEMA_NOTICE}:UserWarning")
 @pytest.mark.parametrize("path", LAUNCHERS, ids=lambda p: p.stem)
-def test_launcher_preset_spells_out_the_plugin_config(hydra_conf: None, path: Path) -> None:
+def test_launcher_preset_spells_out_the_plugin_config(path: Path) -> None:
     launcher = compose_cfg([f"hydra/launcher={path.stem}"], hydra=True).hydra.launcher
     preset = yaml.safe_load(path.read_text())
     assert launcher._target_ == preset["_target_"]
     plugin = preset["_target_"].split(".")[1]  # hydra_plugins.<plugin>.<module>.<class>
     schema_module, schema_name = {
         "hydra_joblib_launcher": ("config", "JobLibLauncherConf"),
-        "hydra_submitit_launcher": ("config", "LocalQueueConf" if "Local" in preset["_target_"]
-                                    else "SlurmQueueConf"),
+        "hydra_submitit_launcher": (
+            "config",
+            "LocalQueueConf" if "Local" in preset["_target_"] else "SlurmQueueConf",
+        ),
         "hydra_ray_launcher": ("_config", "RayLauncherConf"),
     }[plugin]
     config_module = pytest.importorskip(f"hydra_plugins.{plugin}.{schema_module}")
@@ -182,7 +192,7 @@ def test_launcher_preset_spells_out_the_plugin_config(hydra_conf: None, path: Pa
     assert set(preset) == fields, "a preset spells out every field of the plugin's schema"
 
 
-def test_default_launcher_is_local_parallel(hydra_conf: None) -> None:
+def test_default_launcher_is_local_parallel() -> None:
     cfg = compose_cfg([], hydra=True)
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "local"
     assert cfg.hydra.callbacks.sweep_summary._target_.endswith("SweepSummaryCallback")
@@ -204,11 +214,14 @@ def test_default_group(tmp_path: Path) -> None:
 
 def test_run_name_and_choices() -> None:
     choices = {"loss": "clip", "env": "cartpole"}
-    assert run_name_of(["experiment=loss_ablation", "loss=clip", "seed=3"], choices) == \
-        "loss=clip,seed=3"
+    assert (
+        run_name_of(["experiment=loss_ablation", "loss=clip", "seed=3"], choices)
+        == "loss=clip,seed=3"
+    )
     assert run_name_of([], choices) == "cartpole-clip"
-    hydra_cfg = OmegaConf.create({"runtime": {"choices": {
-        "loss": "clip", "experiment": None, "hydra/launcher": "local"}}})
+    hydra_cfg = OmegaConf.create(
+        {"runtime": {"choices": {"loss": "clip", "experiment": None, "hydra/launcher": "local"}}}
+    )
     assert job_choices(hydra_cfg) == {"loss": "clip"}
 
 
@@ -246,8 +259,7 @@ def check_failed_sweep(sweep_dir: Path, result: subprocess.CompletedProcess[str]
 @pytest.mark.slow
 def test_joblib_sweep_with_a_failing_job_then_rerun(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    result = run_module("ppo_lab", ["-m", *FLAKY, *TINY, f"hydra.sweep.dir={sweep_dir}"],
-                        tmp_path)
+    result = run_module("ppo_lab", ["-m", *FLAKY, *TINY, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
     assert "Joblib" in result.stdout + result.stderr, "`-m` runs through joblib by default"
     check_failed_sweep(sweep_dir, result)
 
@@ -260,8 +272,9 @@ def test_joblib_sweep_with_a_failing_job_then_rerun(tmp_path: Path) -> None:
     assert rows[0].startswith("job,status,seed,final_return") and len(rows) == 5
 
     before = {n: (sweep_dir / n / "summary.json").stat().st_mtime_ns for n in "013"}
-    rerun = run_module("ppo_lab.sweep", ["rerun-failed", str(sweep_dir)], tmp_path,
-                       {NO_CRASH_VAR: "1"})
+    rerun = run_module(
+        "ppo_lab.sweep", ["rerun-failed", str(sweep_dir)], tmp_path, {NO_CRASH_VAR: "1"}
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "[1/1]" in rerun.stdout, "only the failed job is re-run"
     after = {n: (sweep_dir / n / "summary.json").stat().st_mtime_ns for n in "013"}
@@ -276,8 +289,11 @@ def test_joblib_sweep_with_a_failing_job_then_rerun(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_submitit_local_sweep_with_a_failing_job(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    result = run_module("ppo_lab", ["-m", "hydra/launcher=submitit_local", *FLAKY, *TINY,
-                                    f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    result = run_module(
+        "ppo_lab",
+        ["-m", "hydra/launcher=submitit_local", *FLAKY, *TINY, f"hydra.sweep.dir={sweep_dir}"],
+        tmp_path,
+    )
     assert "Submitit 'local'" in result.stdout + result.stderr
     check_failed_sweep(sweep_dir, result)
     assert (sweep_dir / ".submitit").is_dir()
@@ -288,17 +304,29 @@ def test_submitit_local_sweep_with_a_failing_job(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_optuna_search_scores_trials_over_seeds(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    result = run_module("ppo_lab", [
-        "-m", "sweep=cartpole_optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
-        "seeds_per_trial=2", *TINY, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    result = run_module(
+        "ppo_lab",
+        [
+            "-m",
+            "sweep=cartpole_optuna",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2",
+            "seeds_per_trial=2",
+            *TINY,
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     trials = summaries(sweep_dir)
     assert len(trials) == 4
     for name, trial in trials.items():
         assert trial["status"] == "finished" and trial["seeds"] == [1, 2]
-        seed_runs = [json.loads((sweep_dir / name / f"seed_{s}" / "summary.json").read_text())
-                     for s in (1, 2)]
+        seed_runs = [
+            json.loads((sweep_dir / name / f"seed_{s}" / "summary.json").read_text())
+            for s in (1, 2)
+        ]
         assert [run["status"] for run in seed_runs] == ["finished", "finished"]
         returns = [run["final_return"] for run in seed_runs]
         assert trial["seed_returns"] == returns

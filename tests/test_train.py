@@ -13,19 +13,28 @@ import pytest
 import torch
 
 from ppo_lab.checkpoint import load_checkpoint
+from ppo_lab.components import ConfigError
 from ppo_lab.networks import mlp
-from ppo_lab.normalization import Normalizers
+from ppo_lab.normalization import normalizers
 from ppo_lab.rollout import Rollout
 from ppo_lab.train import evaluate_rollout, explained_variance
-from tests.conftest import REPO
+
+from helpers import REPO, vector_env
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
-NO_NORMALIZATION = Normalizers(obs=None, obs_clip=10.0, reward=None, value_target=None)
+NO_NORMALIZATION = normalizers((3,), 2, 0.99, "cpu", advantage_scope="none")
 
 CLEANRL_METRICS = {
-    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
-    "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
-    "losses/clipfrac", "losses/explained_variance",
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "charts/learning_rate",
+    "losses/policy_loss",
+    "losses/value_loss",
+    "losses/entropy",
+    "losses/approx_kl",
+    "losses/clipfrac",
+    "losses/explained_variance",
 }
 
 
@@ -38,15 +47,16 @@ def test_next_values_bootstrap_from_the_true_final_observation():
     final_obs = torch.full((1, 3), 0.7)
     buf.truncations.append((1, torch.tensor([0]), final_obs))  # env 0 hit a time limit at t=1
 
-    evaluate_rollout(agent, buf, NO_NORMALIZATION)
+    evaluated = evaluate_rollout(agent, buf, NO_NORMALIZATION)
 
+    next_values = evaluated.next_values
     with torch.no_grad():
         values = agent.value(buf.obs.reshape(6, 3)).view(3, 2)
-        torch.testing.assert_close(buf.values, values)
-        torch.testing.assert_close(buf.next_values[0], values[1])  # V(s_{t+1}) inside the rollout
-        torch.testing.assert_close(buf.next_values[1, 0], agent.value(final_obs)[0])
-        torch.testing.assert_close(buf.next_values[1, 1], values[2, 1])  # untouched env
-        torch.testing.assert_close(buf.next_values[2], agent.value(buf.last_obs))  # rollout edge
+        torch.testing.assert_close(evaluated.values, values)
+        torch.testing.assert_close(next_values[0], values[1])  # V(s_{t+1}) inside the rollout
+        torch.testing.assert_close(next_values[1, 0], agent.value(final_obs)[0])
+        torch.testing.assert_close(next_values[1, 1], values[2, 1])  # untouched env
+        torch.testing.assert_close(next_values[2], agent.value(buf.last_obs))  # rollout edge
 
 
 def test_critic_only_backward_leaves_the_actor_without_gradient():
@@ -70,7 +80,10 @@ def test_default_run_learns_cartpole_and_writes_its_outputs(tmp_path):
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "ppo_lab", "total_timesteps=50000", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**__import__("os").environ, "WANDB_MODE": "offline"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -101,27 +114,30 @@ def test_default_run_learns_cartpole_and_writes_its_outputs(tmp_path):
 
 
 def assert_saved_policy_reproduces_the_evaluation(path: Path, summary: dict) -> None:
-    from ppo_lab.envs import make_vector_env
     from ppo_lab.evaluation import EVAL_SEED_OFFSET, evaluate_policy
     from ppo_lab.policy import load_policy
 
     policy = load_policy(path)
     returns = evaluate_policy(
-        lambda n: make_vector_env(n, id="CartPole-v1", backend="gymnasium_sync"),
-        policy, episodes=10, seed=summary["seed"] + EVAL_SEED_OFFSET)
+        lambda n: vector_env("gymnasium_sync", n),
+        policy,
+        episodes=10,
+        seed=summary["seed"] + EVAL_SEED_OFFSET,
+    )
     assert returns == summary["eval_returns"], "the checkpoint is the policy that was evaluated"
     obs = np.zeros((3, 4), dtype=np.float32)
     assert policy.act(obs).shape == (3,)
 
 
 def assert_wandb_run_holds_the_metrics(offline_run: Path, summary: dict) -> None:
-    inspect = subprocess.run(["wandb", "leet", "inspect", "--json", str(offline_run)],
-                             capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(offline_run)]
+    inspect = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if inspect.returncode != 0:
         pytest.skip(f"this wandb cannot inspect offline runs: {inspect.stderr[-300:]}")
     records = [json.loads(line) for line in inspect.stdout.splitlines() if line.strip()]
     config = next(r["run"]["config"]["update"] for r in records if r["type"] == "run")
-    assert config["choices"]["loss"] == "clip" and config["loss"]["policy"] == "clip"
+    assert config["choices"]["loss"] == "clip" and config["choices"]["loss/policy"] == "clip"
+    assert config["loss"]["policy"]["_target_"] == "ppo_lab.losses.policy.clip"
     history = [r["history"]["item"] for r in records if r["type"] == "history"]
     assert len(history) == summary["global_step"] // 256  # one row per update (+ eval merged)
     assert any("charts/episodic_return" in h for h in history)
@@ -141,15 +157,15 @@ def test_a_requeued_job_resumes_from_its_checkpoint(tmp_path, compose_cfg):
     second = _train_in(tmp_path, compose_cfg, "total_timesteps=5120")  # same dir: continue
     assert second["resumed_from_step"] == 2560
     assert second["global_step"] == 5120
-    steps = [json.loads(line)["global_step"]
-             for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["global_step"]
+        for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [256 * i for i in range(1, 21)], "the second attempt continues the first"
     assert load_checkpoint(tmp_path / "checkpoint.pt")["update"] == 20
 
 
 def test_a_checkpoint_is_only_resumed_by_the_config_that_wrote_it(tmp_path, compose_cfg):
-    from ppo_lab.schema import ConfigError
-
     _train_in(tmp_path, compose_cfg, "total_timesteps=1024")
     with pytest.raises(ConfigError, match="gamma differ"):
         _train_in(tmp_path, compose_cfg, "total_timesteps=2048", "gamma=0.9")
@@ -166,9 +182,19 @@ def test_sigterm_stops_cleanly_keeping_what_was_written(tmp_path):
 
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ppo_lab", "total_timesteps=10000000", "checkpoint_interval=5",
-         "logger=none", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ppo_lab",
+            "total_timesteps=10000000",
+            "checkpoint_interval=5",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     checkpoint = run_dir / "checkpoint.pt"
     deadline = time.monotonic() + 120
@@ -185,36 +211,3 @@ def test_sigterm_stops_cleanly_keeping_what_was_written(tmp_path):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert lines and all(json.loads(line)["global_step"] > 0 for line in lines)
     assert load_checkpoint(checkpoint)["update"] % 5 == 0
-
-
-def test_recompute_uses_the_current_critic_and_keeps_the_rollout_stats(compose_cfg):
-    from ppo_lab.config import validate
-    from ppo_lab.train import estimate_advantages, recompute_advantages
-
-    settings = validate(compose_cfg("advantage=vtrace", "advantage.recompute=true"))
-    torch.manual_seed(0)
-    agent = mlp(OBS, gym.spaces.Discrete(2))
-    buf = Rollout.allocate(4, 2, OBS, gym.spaces.Discrete(2), torch.device("cpu"))
-    buf.obs.uniform_(-1, 1)
-    buf.last_obs.uniform_(-1, 1)
-    buf.rewards.uniform_(0, 1)
-    evaluate_rollout(agent, buf, NO_NORMALIZATION)
-    rollout = buf.logprobs.clone(), buf.values.clone(), buf.next_values.clone()
-
-    with torch.no_grad():  # the policy and critic move, as after a few minibatch steps
-        for p in agent.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    advantages, returns = recompute_advantages(settings, agent, buf, NO_NORMALIZATION)
-
-    for kept, saved in zip((buf.logprobs, buf.values, buf.next_values), rollout, strict=True):
-        torch.testing.assert_close(kept, saved)
-    fresh = Rollout.allocate(4, 2, OBS, gym.spaces.Discrete(2), torch.device("cpu"))
-    for name in ("obs", "last_obs", "rewards", "actions"):
-        getattr(fresh, name).copy_(getattr(buf, name))
-    evaluate_rollout(agent, fresh, NO_NORMALIZATION)
-    current_logp = fresh.logprobs.clone()
-    fresh.logprobs.copy_(rollout[0])
-    expected = estimate_advantages(settings, fresh, current_logp)
-    torch.testing.assert_close(advantages, expected[0].reshape(-1))
-    torch.testing.assert_close(returns, expected[1].reshape(-1))
-    assert not torch.allclose(returns, estimate_advantages(settings, buf)[1].reshape(-1))

@@ -48,7 +48,10 @@ class EnvpoolVectorEnv:
         if self._envs is not None:
             self._envs.close()
         self._envs = envpool.make_gymnasium(
-            self._env_id, num_envs=self.num_envs, seed=seed, num_threads=self._num_threads,
+            self._env_id,
+            num_envs=self.num_envs,
+            seed=seed,
+            num_threads=self._num_threads,
             **self._kwargs,
         )
         obs, _ = self._envs.reset()
@@ -72,8 +75,9 @@ class EnvpoolVectorEnv:
         if "terminated" in info:
             game_over = info["terminated"].astype(bool) | truncated
         episodes = self._episodes.update(game_reward, game_over)
-        return Step(obs, reward.astype(np.float32, copy=False), terminated, truncated, final_obs,
-                    episodes)
+        return Step(
+            obs, reward.astype(np.float32, copy=False), terminated, truncated, final_obs, episodes
+        )
 
     def close(self) -> None:
         if self._envs is not None:

@@ -61,8 +61,9 @@ class GymnasiumVectorEnv:
         if bootstrap.any():
             final_obs = np.stack([info["final_obs"][i] for i in np.flatnonzero(bootstrap)])
         episodes = self._episodes.update(reward, episode_over)
-        return Step(obs, reward.astype(np.float32, copy=False), terminated, truncated, final_obs,
-                    episodes)
+        return Step(
+            obs, reward.astype(np.float32, copy=False), terminated, truncated, final_obs, episodes
+        )
 
     def close(self) -> None:
         self._envs.close()

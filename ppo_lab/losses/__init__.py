@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
 from torch import Tensor
 
 from ppo_lab.components import NonNegative, declared_inputs, inputs_declared_by
@@ -34,11 +35,15 @@ class PPOLoss:
     def __post_init__(self) -> None:
         takes_beta = "kl_beta" in declared_inputs(self.policy)
         if takes_beta and self.kl_coef is None:
-            raise ValueError("this policy loss needs a KL coefficient schedule: add "
-                             "loss/kl_coef=adaptive (or fixed)")
+            raise ValueError(
+                "this policy loss needs a KL coefficient schedule: add "
+                "+loss/kl_coef=adaptive (or fixed), or use loss=kl_penalty"
+            )
         if self.kl_coef is not None and not takes_beta:
-            raise ValueError("loss.kl_coef: only a KL-penalised policy loss (loss/policy="
-                             "kl_penalty) takes a KL coefficient; remove it with ~loss.kl_coef")
+            raise ValueError(
+                "loss.kl_coef: only a KL-penalised policy loss (loss/policy="
+                "kl_penalty) takes a KL coefficient; remove it with ~loss.kl_coef"
+            )
 
     @property
     def initial_kl_beta(self) -> float | None:
@@ -62,6 +67,11 @@ class PPOLoss:
         value_loss, value_info = self.value(values, old_values, returns)
         entropy = entropy.mean()
         total = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy
-        info = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                "entropy": entropy.detach(), **policy_info, **value_info}
+        info = {
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "entropy": entropy.detach(),
+            **policy_info,
+            **value_info,
+        }
         return total, info

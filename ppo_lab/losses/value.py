@@ -90,7 +90,5 @@ def huber(
     which divides the quadratic part by its beta and so changes scale with it.)
     `old_values` is unused.
     """
-    per_sample = torch.nn.functional.huber_loss(
-        values, returns, reduction="none", delta=delta
-    )
+    per_sample = torch.nn.functional.huber_loss(values, returns, reduction="none", delta=delta)
     return _mean(per_sample, weight), {"value_clipfrac": values.new_zeros(())}

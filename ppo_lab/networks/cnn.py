@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated
 
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from ppo_lab.components import PositiveInt
 from ppo_lab.networks.actor_critic import ActorCritic
 from ppo_lab.networks.heads import head_for, orthogonal_
-from ppo_lab.components import PositiveInt
 
 Width = PositiveInt
 
@@ -72,19 +71,23 @@ def _feature_size(convs: nn.Module, c: int, h: int, w: int, network: str) -> int
 def nature_encoder(c: int, h: int, w: int, channels_last: bool, features: int) -> nn.Sequential:
     """Mnih et al. 2015: [B, C, H, W] -> [B, features], orthogonal init with gain sqrt(2).
 
-        conv 32 8x8 stride 4 -> ReLU -> conv 64 4x4 stride 2 -> ReLU -> conv 64 3x3 stride 1
-        -> ReLU -> flatten (64 x 7 x 7 for 84x84) -> linear `features` (512) -> ReLU
+    conv 32 8x8 stride 4 -> ReLU -> conv 64 4x4 stride 2 -> ReLU -> conv 64 3x3 stride 1
+    -> ReLU -> flatten (64 x 7 x 7 for 84x84) -> linear `features` (512) -> ReLU
     """
     gain = math.sqrt(2)
     convs = nn.Sequential(
-        orthogonal_(nn.Conv2d(c, 32, 8, stride=4), gain), nn.ReLU(),
-        orthogonal_(nn.Conv2d(32, 64, 4, stride=2), gain), nn.ReLU(),
-        orthogonal_(nn.Conv2d(64, 64, 3, stride=1), gain), nn.ReLU(),
+        orthogonal_(nn.Conv2d(c, 32, 8, stride=4), gain),
+        nn.ReLU(),
+        orthogonal_(nn.Conv2d(32, 64, 4, stride=2), gain),
+        nn.ReLU(),
+        orthogonal_(nn.Conv2d(64, 64, 3, stride=1), gain),
+        nn.ReLU(),
         nn.Flatten(),
     )
     flat = _feature_size(convs, c, h, w, "nature_cnn")
-    return nn.Sequential(Pixels(channels_last), convs,
-                         orthogonal_(nn.Linear(flat, features), gain), nn.ReLU())
+    return nn.Sequential(
+        Pixels(channels_last), convs, orthogonal_(nn.Linear(flat, features), gain), nn.ReLU()
+    )
 
 
 class ResidualBlock(nn.Module):
@@ -109,8 +112,9 @@ def impala_stack(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def impala_encoder(c: int, h: int, w: int, channels_last: bool, channels: Sequence[int],
-                   features: int) -> nn.Sequential:
+def impala_encoder(
+    c: int, h: int, w: int, channels_last: bool, channels: Sequence[int], features: int
+) -> nn.Sequential:
     """Espeholt et al. 2018: [B, C, H, W] -> [B, features].
 
         stacks of (conv -> max-pool -> 2 residual blocks) with `channels` (16, 32, 32)
@@ -126,12 +130,17 @@ def impala_encoder(c: int, h: int, w: int, channels_last: bool, channels: Sequen
         in_channels = out_channels
     convs = nn.Sequential(*stacks, nn.ReLU(), nn.Flatten())
     flat = _feature_size(convs, c, h, w, "impala_cnn")
-    return nn.Sequential(Pixels(channels_last), convs,
-                         orthogonal_(nn.Linear(flat, features), math.sqrt(2)), nn.ReLU())
+    return nn.Sequential(
+        Pixels(channels_last),
+        convs,
+        orthogonal_(nn.Linear(flat, features), math.sqrt(2)),
+        nn.ReLU(),
+    )
 
 
-def _actor_critic(encoder: nn.Module, critic: nn.Module | None, action_space: gym.Space,
-                  features: int) -> ActorCritic:
+def _actor_critic(
+    encoder: nn.Module, critic: nn.Module | None, action_space: gym.Space, features: int
+) -> ActorCritic:
     """Heads on top of the encoder(s): policy gain 0.01, value gain 1 (see `heads`)."""
     return ActorCritic(encoder, critic, head_for(action_space, features), features)
 

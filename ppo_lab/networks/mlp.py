@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Literal
 
 import gymnasium as gym
 from torch import nn
 
+from ppo_lab.components import PositiveInt
 from ppo_lab.networks.actor_critic import ActorCritic
 from ppo_lab.networks.heads import head_for, orthogonal_
-from ppo_lab.components import PositiveInt
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 

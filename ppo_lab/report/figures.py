@@ -94,9 +94,7 @@ def plot_intervals(
     return _save(fig, path)
 
 
-def plot_improvement(
-    path: Path, pairs: Sequence[tuple[str, str, Interval]], *, title: str
-) -> Path:
+def plot_improvement(path: Path, pairs: Sequence[tuple[str, str, Interval]], *, title: str) -> Path:
     """P(X > Y) with its 95% CI for each pair of variants; 0.5 (no difference) marked."""
     fig = _figure(7.0, 0.9 + 0.45 * len(pairs))
     ax = fig.add_subplot()

@@ -91,8 +91,9 @@ def probability_of_improvement(x: Strata, y: Strata) -> np.ndarray:
 def performance_profile(strata: Strata, taus: np.ndarray) -> np.ndarray:
     """Fraction of runs scoring above each threshold tau, averaged over tasks: (..., len(taus))."""
     taus = np.asarray(taus, dtype=float)
-    per_task = [(np.asarray(s, dtype=float)[..., None, :] > taus[:, None]).mean(axis=-1)
-                for s in strata]
+    per_task = [
+        (np.asarray(s, dtype=float)[..., None, :] > taus[:, None]).mean(axis=-1) for s in strata
+    ]
     return np.stack(per_task, axis=-1).mean(axis=-1)
 
 

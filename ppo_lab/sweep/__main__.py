@@ -22,17 +22,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ppo_lab.sweep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     summary = commands.add_parser(
-        "summarize", help="write sweep_summary.md and sweep_summary.csv into the sweep dir")
+        "summarize", help="write sweep_summary.md and sweep_summary.csv into the sweep dir"
+    )
     summary.add_argument("sweep_dir", type=_sweep_dir)
     rerun = commands.add_parser(
         "rerun-failed",
-        help="re-run each job that did not finish, with its own overrides, into its own job dir")
+        help="re-run each job that did not finish, with its own overrides, into its own job dir",
+    )
     rerun.add_argument("sweep_dir", type=_sweep_dir)
     rerun.add_argument("--dry-run", action="store_true", help="print the commands only")
-    rerun.add_argument("--status", action="append", metavar="STATUS",
-                       help="only jobs with this status (failed, interrupted, running, "
-                            "invalid_config, 'no summary.json'); repeatable; default: all "
-                            "but finished")
+    rerun.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="only jobs with this status (failed, interrupted, running, "
+        "invalid_config, 'no summary.json'); repeatable; default: all "
+        "but finished",
+    )
     return parser.parse_args(argv)
 
 
@@ -40,8 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "summarize":
         if not summarize(args.sweep_dir).runs:
-            print(f"{args.sweep_dir}: no job dir (with .hydra/overrides.yaml) under it",
-                  file=sys.stderr)
+            print(
+                f"{args.sweep_dir}: no job dir (with .hydra/overrides.yaml) under it",
+                file=sys.stderr,
+            )
             return 2
         md, csv_path = write_summary(args.sweep_dir)
         print(md.read_text(), end="")

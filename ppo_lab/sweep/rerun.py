@@ -34,8 +34,14 @@ def _quote(value: str) -> str:
 
 def rerun_command(run: RunRecord) -> list[str]:
     """`python -m ppo_lab <its overrides> hydra.mode=RUN hydra.run.dir=<its job dir>`."""
-    return [sys.executable, "-m", "ppo_lab", *run.overrides, "hydra.mode=RUN",
-            f"hydra.run.dir={_quote(str(run.path.resolve()))}"]
+    return [
+        sys.executable,
+        "-m",
+        "ppo_lab",
+        *run.overrides,
+        "hydra.mode=RUN",
+        f"hydra.run.dir={_quote(str(run.path.resolve()))}",
+    ]
 
 
 def move_attempt_aside(job_dir: Path) -> Path | None:
@@ -52,8 +58,9 @@ def move_attempt_aside(job_dir: Path) -> Path | None:
     return target
 
 
-def rerun_failed(sweep_dir: Path, *, dry_run: bool = False,
-                 statuses: Sequence[str] | None = None) -> int:
+def rerun_failed(
+    sweep_dir: Path, *, dry_run: bool = False, statuses: Sequence[str] | None = None
+) -> int:
     """Re-run every job of `sweep_dir` that did not finish; returns how many still failed.
 
     `statuses` limits the re-run to jobs with these statuses (e.g. `failed`); by default every
