@@ -16,13 +16,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ppo_lab.components import ConfigError
+from ppo_lab.checkpoint import CheckpointError
+from ppo_lab.components import CONF_DIR, ConfigError
 from ppo_lab.job import run_job
+from ppo_lab.train import NonFiniteError
 
 # Hydra 1.3 merges a launcher preset named like a plugin's own (submitit_local, ray) with the
 # plugin's schema and says so in a deprecation notice; our presets spell every field out, so the
 # merge changes nothing and the notice is noise.
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the repo's conf/ (editable install)
 PRESET_SCHEMA_NOTICE = r"\s*'hydra/launcher/\S+' is validated against ConfigStore schema"
 
 
@@ -35,15 +36,19 @@ def app(cfg: DictConfig) -> float | None:
         if single_run:
             sys.exit(f"Invalid configuration, nothing was run:\n{err}")
         raise
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: everything written so far is kept
+    except (NonFiniteError, CheckpointError) as err:  # the run's own failure, said in one line
+        if single_run:
+            sys.exit(f"Run failed ({type(err).__name__}): {err}")
+        raise
+    except KeyboardInterrupt as err:  # a stop signal: everything written so far is kept
         if single_run:
             run_dir = HydraConfig.get().runtime.output_dir
             print(
-                f"Interrupted; metrics.jsonl, summary.json and the last checkpoint are in "
-                f"{run_dir}",
+                f"Interrupted ({err}); metrics.jsonl, summary.json and a checkpoint of the last "
+                f"update are in {run_dir}. Resume: the same command with hydra.run.dir={run_dir}",
                 file=sys.stderr,
             )
-            raise SystemExit(130) from None
+            raise SystemExit(getattr(err, "exit_code", 130)) from None
         raise
 
 
@@ -69,10 +74,57 @@ def dotted_group_overrides(args: list[str], groups: set[str]) -> list[str]:
     return out
 
 
+# What Hydra itself instantiates from the `hydra` node, before the app runs: its plugins only.
+HYDRA_TARGET_PREFIXES = ("hydra.", "hydra_plugins.", "ppo_lab.", "optuna.samplers.")
+
+
+def untrusted_hydra_settings(overrides: list[str]) -> list[str]:
+    """`_target_`s and logging factories (`()`) in the `hydra` node that Hydra would build
+    before ppo_lab sees the config: a shared study file could otherwise run code there."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        plain = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            node = compose("config", overrides=plain, return_hydra_config=True).hydra
+        hydra_node = OmegaConf.to_container(node, resolve=False)
+    except Exception:  # not composable: Hydra itself reports it next, nothing is built
+        return []
+    problems = []
+
+    def scan(value: object, key: str) -> None:
+        if isinstance(value, dict):
+            target = value.get("_target_")
+            if isinstance(target, str) and not target.startswith(HYDRA_TARGET_PREFIXES):
+                problems.append(
+                    f"{key}._target_={target!r}: Hydra would build it before the "
+                    "run; only Hydra's plugins and ppo_lab's callbacks are allowed"
+                )
+            if "()" in value:
+                problems.append(f"{key}.(): a logging factory runs code; not allowed")
+            for k, v in value.items():
+                scan(v, f"{key}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                scan(v, f"{key}[{i}]")
+
+    scan(hydra_node, "hydra")
+    return problems
+
+
 def main() -> None:
     """`python -m ppo_lab` and the `ppo-lab` script."""
     warnings.filterwarnings("ignore", message=PRESET_SCHEMA_NOTICE, category=UserWarning)
     sys.argv[1:] = dotted_group_overrides(sys.argv[1:], sub_groups())
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+    problems = untrusted_hydra_settings(list(args.overrides))
+    if problems:
+        sys.exit("Invalid configuration, nothing was run:\n" + str(ConfigError(problems)))
     app()
 
 

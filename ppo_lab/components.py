@@ -19,14 +19,22 @@ sub-entries (the loss's `policy` and `value`, the env's `backend`); they are che
 A component that needs trainer state beyond the standard inputs of its kind declares it with
 `@trainer_inputs(...)`, visible on its definition (V-trace: the current policy's log-probs; the
 KL-penalised loss: the KL coefficient); the trainer passes exactly what is declared.
+
+Trust: config files are shared (experiments, sweeps, a colleague's YAML) and may not run code.
+A `_target_` is imported only if it is the target of an entry in `conf/`'s own groups (the
+registry) or the user allowed it on their machine with `PPO_LAB_ALLOW=<module>[,<module>...]`;
+`_target_`s hidden inside plain values are refused, so nothing else is ever instantiated.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import os
+import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import annotated_types as at
@@ -42,6 +50,9 @@ PositiveInt = Annotated[int, at.Ge(1)]
 NonNegativeInt = Annotated[int, at.Ge(0)]
 
 ENTRY_KEYS = ("_target_", "_partial_")  # the only underscore keys an entry may carry
+ALLOW_VAR = "PPO_LAB_ALLOW"  # module prefixes the user allows as targets and env modules
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SHARED_GROUPS = ("experiment", "sweep", "hydra")  # shared files: not part of the registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,10 +119,57 @@ def _is_entry(value: Any) -> bool:
     return isinstance(value, Mapping) and "_target_" in value
 
 
-def _resolve_target(node: Mapping[str, Any], where: str) -> tuple[Any, list[str]]:
+@functools.cache
+def registered_targets(conf_dir: Path = CONF_DIR) -> frozenset[str]:
+    """Every `_target_` named by an entry of conf/'s groups: the components ppo_lab ships."""
+    from omegaconf import OmegaConf
+
+    found: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, Mapping):
+            if isinstance(node.get("_target_"), str):
+                found.add(node["_target_"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    for path in conf_dir.rglob("*.yaml"):
+        if path.relative_to(conf_dir).parts[0] not in SHARED_GROUPS:
+            collect(OmegaConf.to_container(OmegaConf.load(path)))
+    return frozenset(found)
+
+
+def user_allowlist() -> tuple[str, ...]:
+    """Module prefixes allowed on this machine by its user: `PPO_LAB_ALLOW=a.b,c`."""
+    return tuple(p for p in re.split(r"[,\s]+", os.environ.get(ALLOW_VAR, "")) if p)
+
+
+def is_allowed(path: str, allow: Sequence[str] = ()) -> bool:
+    """Whether `path` (`pkg.module.name` or `pkg.module:name`) may be imported."""
+    if path in registered_targets():
+        return True
+    return any(path == a or path.startswith((f"{a}.", f"{a}:")) for a in allow)
+
+
+def not_allowed(path: str, key: str) -> str:
+    return (
+        f"{key}={path!r}: not an allowed component. Config files are untrusted: ppo_lab "
+        "imports only the targets of conf/'s own entries, and modules you allow with "
+        f"{ALLOW_VAR}=<module> in your environment"
+    )
+
+
+def _resolve_target(
+    node: Mapping[str, Any], where: str, allow: Sequence[str] = ()
+) -> tuple[Any, list[str]]:
     path = node.get("_target_")
     if not isinstance(path, str):
         return None, [f"{where}._target_: missing; a group entry names the callable it builds"]
+    if not is_allowed(path, allow):
+        return None, [not_allowed(path, f"{where}._target_")]
     try:
         return hydra.utils.get_object(path), []
     except Exception as err:  # any import failure is a config problem
@@ -153,11 +211,14 @@ def describe_error(error: Mapping[str, Any], where: str, target: Callable[..., A
     return f"{key}={error.get('input')!r}: {error['msg'].replace('Input should', 'should')}"
 
 
-def check_entry(node: Any, where: str) -> list[str]:
-    """Every problem with building `node` as a component entry at config path `where`."""
+def check_entry(node: Any, where: str, allow: Sequence[str] = ()) -> list[str]:
+    """Every problem with building `node` as a component entry at config path `where`.
+
+    Nothing is imported unless it is allowed (`is_allowed`): the registry, or `allow`.
+    """
     if not isinstance(node, Mapping):
         return [f"{where}: expected a group entry (a mapping with _target_), got {node!r}"]
-    target, problems = _resolve_target(node, where)
+    target, problems = _resolve_target(node, where, allow)
     if target is None:
         return problems
     takes_inputs = caller_inputs(target)
@@ -179,7 +240,7 @@ def check_entry(node: Any, where: str) -> list[str]:
             if key not in config_parameters(target):
                 values[key] = value  # reported as an unknown key below
                 continue
-            problems += check_entry(value, f"{where}.{key}")
+            problems += check_entry(value, f"{where}.{key}", allow)
         else:
             problems += _nested_targets(value, f"{where}.{key}")
             values[key] = value

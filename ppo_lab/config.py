@@ -8,9 +8,12 @@ against the signature of the callable it names. Derived sizes are checked here, 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
@@ -24,6 +27,7 @@ from ppo_lab.components import (
     check_entry,
     describe_error,
     schema_of,
+    user_allowlist,
 )
 
 GROUPS = ("env", "network", "loss", "advantage", "normalization", "optim", "logger")
@@ -43,6 +47,7 @@ class RunSettings:
     anneal_lr: bool
     max_grad_norm: Positive | None
     early_stop_kl: Positive | None = None  # stop an update's epochs once approx_kl exceeds it
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or env value: stop or skip
     recompute_advantages: bool = False  # fresh advantages from the current critic every epoch
     device: str = "auto"
     torch_threads: NonNegativeInt = 1
@@ -75,8 +80,17 @@ class Settings:
     cfg: DictConfig
 
 
-def validate(cfg: DictConfig) -> Settings:
-    """Check the whole config; raise `ConfigError` listing every problem, or return `Settings`."""
+def validate(cfg: DictConfig, allow: Sequence[str] = ()) -> Settings:
+    """Check the whole config; raise `ConfigError` listing every problem, or return `Settings`.
+
+    Nothing is built but throwaway probes: the env's spaces come from envpool's spec or from
+    one gymnasium env made and closed, to check that the network can read them. `allow` adds
+    module prefixes to those the user allowed with PPO_LAB_ALLOW (tests use it).
+    """
+    allow = (*user_allowlist(), *allow)
+    secrets = secret_interpolations(cfg)
+    if secrets:  # refuse before resolving: the value must not reach a log or a checkpoint
+        raise ConfigError(secrets)
     node = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(node, dict)
     run_fields = {f.name for f in dataclasses.fields(RunSettings)}
@@ -93,9 +107,12 @@ def validate(cfg: DictConfig) -> Settings:
         if group not in node:
             problems.append(f"{group}: the config group is missing; pick one with {group}=<entry>")
         else:
-            problems += check_entry(node[group], group)
-    if not problems:  # cross-entry rules a component states in its constructor
+            problems += check_entry(node[group], group, allow)
+    if not any(p.startswith("env") for p in problems) and "env" in node:
+        problems += _check_env(node["env"], allow)
+    if not problems:  # cross-entry rules a component states in its constructor; the spaces
         problems += _check_builds(cfg)
+        problems += _check_network_fits(node)
     if not run_problems:  # derived sizes, once the run-level values themselves are valid
         problems += _check_sizes(RunSettings(**run_values))
     if problems:
@@ -115,6 +132,76 @@ def _check_run(values: dict[str, Any]) -> list[str]:
         schema_of(RunSettings).model_validate(values)
     except ValidationError as err:
         return [describe_error(e, "", RunSettings).lstrip(".") for e in err.errors()]
+    return []
+
+
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+def secret_interpolations(cfg: DictConfig) -> list[str]:
+    """`${oc.env:NAME}` of a secret-looking NAME anywhere in the config, which would be
+    logged to W&B and written into checkpoints once resolved."""
+    problems = []
+
+    def scan(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                scan(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                scan(v, f"{key}[{i}]")
+        elif isinstance(node, str):
+            for name in re.findall(r"\$\{oc\.env:\s*([^,}\s]+)", node):
+                if SECRET_NAME.search(name):
+                    problems.append(
+                        f"{key}: reads the environment variable {name}, which looks "
+                        "like a secret; config values are logged to W&B and saved "
+                        "in checkpoints, so secrets may not be interpolated into them"
+                    )
+
+    container = OmegaConf.to_container(cfg, resolve=False)
+    scan({k: v for k, v in container.items() if k != "hydra"}, "")
+    return problems
+
+
+def _backend_class(env: dict[str, Any]) -> Any:
+    import hydra.utils
+
+    return hydra.utils.get_object(env["backend"]["_target_"])  # checked and allowed already
+
+
+def _check_env(env: dict[str, Any], allow: Sequence[str]) -> list[str]:
+    """The env id against its backend's registry and its kwargs, without making an env."""
+    backend = _backend_class(env)
+    check = getattr(backend, "problems_with", None)
+    return [] if check is None else check(env["id"], dict(env.get("kwargs") or {}), allow)
+
+
+def _check_network_fits(node: dict[str, Any]) -> list[str]:
+    """The network reads the env's observations and acts in its action space."""
+    from ppo_lab.rollout import observation_dtype
+
+    env = node["env"]
+    probe = getattr(_backend_class(env), "probe_spaces", None)
+    if probe is None:
+        return []
+    try:
+        obs_space, action_space = probe(env["id"], dict(env.get("kwargs") or {}))
+    except Exception as err:  # the env's own constructor refused its kwargs
+        return [
+            f"env: {env['id']} could not be made with env.kwargs={env.get('kwargs')} "
+            f"({type(err).__name__}: {err})"
+        ]
+    where = f"network={node['network']['_target_'].rsplit('.', 1)[-1]} with env.id={env['id']}"
+    if node["normalization"].get("observation") and observation_dtype(obs_space) == torch.uint8:
+        return [
+            f"normalization.observation=true with uint8 image observations {obs_space} "
+            f"({where}): pixels are scaled by 1/255 in the network; use normalization=adv"
+        ]
+    try:
+        build(node["network"], observation_space=obs_space, action_space=action_space)
+    except ValueError as err:
+        return [f"{where}: {err}"]
     return []
 
 

@@ -14,5 +14,13 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Temp files a killed writer left in `directory` (the previous files are whole)."""
+    stale = sorted(directory.glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     replace_atomically(path, lambda tmp: tmp.write_text(text))

@@ -13,8 +13,9 @@ several seeds, not on one lucky one.
 from __future__ import annotations
 
 import json
-import signal
-import threading
+import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ppo_lab.components import ConfigError
 from ppo_lab.config import Settings, validate, with_seed
 from ppo_lab.files import write_text_atomically
+from ppo_lab.signals import GracefulStop, StopRequested
 from ppo_lab.train import train
+
+log = logging.getLogger("ppo_lab")
 
 # Groups that name the study a run belongs to (the W&B group), not a component of the run.
 STUDY_GROUPS = ("experiment", "sweep")
@@ -38,22 +42,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _terminate_cleanly(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _handle_sigterm() -> None:
-    """SIGTERM -> KeyboardInterrupt, so logs and W&B are flushed; unless a launcher owns it.
-
-    submitit installs its own SIGTERM handler (it waits for SIGUSR2 to checkpoint and requeue a
-    preempted job); replacing it would turn a requeue into a failure.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _terminate_cleanly)
-
-
 @contextmanager
 def recorded(path: Path, summary: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Write `summary` to `path` now (status "running") and again at the end with the outcome."""
@@ -62,8 +50,13 @@ def recorded(path: Path, summary: dict[str, Any]) -> Iterator[dict[str, Any]]:
     try:
         yield summary
         summary["status"] = "finished"
-    except (KeyboardInterrupt, SystemExit) as err:  # SIGTERM, or submitit's requeue exit
-        summary.update(status="interrupted", error=f"interrupted ({type(err).__name__}: {err})")
+    except (KeyboardInterrupt, SystemExit) as err:  # a stop signal, or submitit's requeue exit
+        step = summary.get("global_step")
+        summary.update(
+            status="interrupted",
+            error=f"interrupted ({err}) at global step {step}; "
+            "run it again in the same dir to resume from its checkpoint",
+        )
         raise
     except Exception as err:
         summary["status"] = "invalid_config" if isinstance(err, ConfigError) else "failed"
@@ -101,8 +94,17 @@ def run_job(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    finished = finished_summary(run_dir)
+    if finished is not None and cfg.get("resume", True):
+        log.info(
+            "%s already holds a finished run (final return %s); nothing to do",
+            run_dir,
+            finished.get("final_return"),
+        )
+        return finished.get("final_return")
     choices = job_choices(hydra_cfg)
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
+    task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # as typed: no secrets
+    overrides = [str(o) for o in task if not str(o).startswith("hydra")]
     run_name = run_name_of(overrides, choices)
     summary: dict[str, Any] = {
         "status": "running",
@@ -113,19 +115,38 @@ def run_job(cfg: DictConfig) -> float | None:
         "choices": choices,
         "total_timesteps": cfg.get("total_timesteps"),
         "run_dir": str(run_dir),
+        "host": socket.gethostname(),  # with pid: a job left "running" by a dead process is lost
+        "pid": os.getpid(),
     }
-    _handle_sigterm()  # flush logs and W&B on SIGTERM
-    with recorded(run_dir / "summary.json", summary):
-        settings = validate(cfg)  # before any environment is built
-        if settings.run.seeds_per_trial > 1:
-            summary.update(train_seeds(settings, run_dir, choices, summary))
-        else:
-            summary.update(train(settings, run_dir, choices, run_name))
+    try:
+        with GracefulStop() as stop, recorded(run_dir / "summary.json", summary):
+            settings = validate(cfg)  # before any environment is built
+            if settings.run.seeds_per_trial > 1:
+                summary.update(train_seeds(settings, run_dir, choices, summary, stop))
+            else:
+                train(settings, run_dir, choices, run_name, summary, stop)
+    except StopRequested as err:
+        err.hand_over()  # under submitit: its requeue, now that the checkpoint is written
+        raise
     return summary.get("final_return")
 
 
+def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of a finished run in `run_dir`, if that is what it holds."""
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("status") == "finished" else None
+
+
 def train_seeds(
-    settings: Settings, run_dir: Path, choices: dict[str, str], job_summary: dict[str, Any]
+    settings: Settings,
+    run_dir: Path,
+    choices: dict[str, str],
+    job_summary: dict[str, Any],
+    stop: GracefulStop | None = None,
 ) -> dict[str, Any]:
     """Train seeds `seed .. seed+seeds_per_trial-1` in turn, in `run_dir/seed_<s>/`.
 
@@ -142,6 +163,10 @@ def train_seeds(
     for seed in range(first, first + count):
         seed_dir = run_dir / f"seed_{seed}"
         seed_dir.mkdir(exist_ok=True)
+        done = finished_summary(seed_dir)  # a resumed trial keeps the seeds it finished
+        if done is not None:
+            per_seed.append(done)
+            continue
         seed_summary = {
             **job_summary,
             "status": "running",
@@ -152,8 +177,13 @@ def train_seeds(
         }
         try:
             with recorded(seed_dir / "summary.json", seed_summary):
-                seed_summary.update(
-                    train(with_seed(settings, seed), seed_dir, choices, f"{name},seed={seed}")
+                train(
+                    with_seed(settings, seed),
+                    seed_dir,
+                    choices,
+                    f"{name},seed={seed}",
+                    seed_summary,
+                    stop,
                 )
         except Exception:
             job_summary["failed_seed"] = seed  # the job's summary names the seed that failed

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ppo_lab.checkpoint import load_checkpoint
+from ppo_lab.checkpoint import load_checkpoint, space_from_plain
 from ppo_lab.components import build
 from ppo_lab.envs import env_actions
 from ppo_lab.networks import ActorCritic
@@ -30,7 +30,10 @@ class Policy:
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations [N, *obs], as the env takes them."""
-        x = self.norm.observation(torch.as_tensor(obs, device=self.device))
+        x = torch.as_tensor(obs, device=self.device)
+        if x.is_floating_point():  # float64 envs (MuJoCo) act like training saw them: float32
+            x = x.float()
+        x = self.norm.observation(x)
         return env_actions(self.agent.act(x, deterministic=deterministic), self.action_space)
 
 
@@ -39,7 +42,8 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     device = torch.device(device)
     state = load_checkpoint(Path(path), map_location=device)
     cfg = OmegaConf.create(state["config"])
-    obs_space, action_space = state["observation_space"], state["action_space"]
+    obs_space = space_from_plain(state["observation_space"])
+    action_space = space_from_plain(state["action_space"])
     agent = build(cfg.network, observation_space=obs_space, action_space=action_space)
     agent.load_state_dict(state["model"])
     norm: Normalizers = build(

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from ppo_lab.files import write_text_atomically
 
 
 class Tracker(Protocol):
@@ -20,10 +23,17 @@ class Tracker(Protocol):
 
 
 class MetricsFile:
-    """Appends one JSON object per log event to `metrics.jsonl`, flushed at once (crash-safe)."""
+    """Appends one JSON object per log event to `metrics.jsonl`, flushed at once (crash-safe).
 
-    def __init__(self, path: Path):
+    `keep_until_step`: on a resume, the rows after the checkpoint's step (written between the
+    checkpoint and the kill) are cut first, so the history has neither gaps nor duplicates; a
+    torn last line (a kill mid-write) goes too. None keeps nothing: a fresh start.
+    """
+
+    def __init__(self, path: Path, keep_until_step: int | None):
         self.path = path
+        rows = [] if keep_until_step is None else read_rows_until(path, keep_until_step)
+        write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in rows))
         self._file = path.open("a", buffering=1)  # line-buffered: each event reaches disk whole
 
     def write(self, record: dict[str, Any]) -> None:
@@ -37,11 +47,48 @@ class MetricsFile:
         self._file.close()
 
 
+def read_rows_until(path: Path, step: int) -> list[dict[str, Any]]:
+    """The complete rows of a metrics file with `global_step <= step`, in order."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a kill: everything after it is newer
+            break
+        if isinstance(row, dict) and isinstance(row.get("global_step"), int):
+            if row["global_step"] > step:
+                break
+            rows.append(row)
+    return rows
+
+
+def run_id(run_dir: Path) -> str:
+    """The W&B run id of the run in `run_dir`: made on its first start, kept in the dir, so a
+    resumed run continues the same W&B run (online) or writes under the same id (offline, for
+    `wandb sync` to stitch)."""
+    path = run_dir / RUN_ID_FILE
+    if path.exists():
+        return path.read_text().strip()
+    new = secrets.token_hex(4)
+    write_text_atomically(path, new + "\n")
+    return new
+
+
+RUN_ID_FILE = "wandb_run_id"
+
+
 class NoTracker:
     """`logger=none`: no W&B run."""
 
     def __init__(
-        self, run_dir: Path, config: dict[str, Any], choices: dict[str, str], run_name: str
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        choices: dict[str, str],
+        run_name: str,
+        run_id: str,
     ):
         pass
 
@@ -83,6 +130,7 @@ class WandbTracker:
         config: dict[str, Any],
         choices: dict[str, str],
         run_name: str,
+        run_id: str,
         *,
         project: str = "ppo_lab",
         entity: str | None = None,
@@ -103,6 +151,8 @@ class WandbTracker:
             tags=[*(tags or []), *(f"{g}={c}" for g, c in sorted(choices.items()))],
             dir=str(run_dir),
             config={**config, "choices": choices},
+            id=run_id,
+            resume="allow",  # a resumed run (same id) continues the same W&B run
         )
 
     def log(self, metrics: dict[str, float], step: int) -> None:

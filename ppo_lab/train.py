@@ -15,6 +15,7 @@ config entry that switches it.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -28,23 +29,31 @@ from torch import Tensor
 from ppo_lab.advantages import Estimator
 from ppo_lab.checkpoint import (
     check_resumable,
-    checkpoint_state,
     load_checkpoint,
     save_checkpoint,
     set_rng_state,
+    training_state,
 )
 from ppo_lab.components import ConfigError, build, declared_inputs, inputs_declared_by
 from ppo_lab.config import RunSettings, Settings
 from ppo_lab.envs import VectorEnv, env_actions
 from ppo_lab.evaluation import evaluate_and_log
+from ppo_lab.files import remove_stale_temp_files
 from ppo_lab.losses import PPOLoss
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers, normalize_advantages
 from ppo_lab.progress import Progress
 from ppo_lab.rollout import Rollout, RolloutValues, observation_dtype
-from ppo_lab.tracking import MetricsFile, Tracker
+from ppo_lab.signals import GracefulStop
+from ppo_lab.tracking import MetricsFile, Tracker, run_id
 
 RECENT_EPISODES = 10  # "final return" = mean undiscounted return of the last 10 training episodes
+CHECKPOINT = "checkpoint.pt"
+log = logging.getLogger("ppo_lab")
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or inf in what the env returned or in a loss term; names the quantity and where."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -207,7 +216,7 @@ def update(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = run.max_grad_norm if run.max_grad_norm is not None else float("inf")
     diagnostics = DiagnosticMeans()
-    epochs_done, early_stopped = 0, False
+    epochs_done, early_stopped, skipped_steps = 0, False, 0
     for epoch in range(run.update_epochs):
         if epoch > 0 and recompute:  # detail: fresh advantages from the current networks
             current = evaluate_rollout(agent, buf, norm)
@@ -231,21 +240,55 @@ def update(
             )
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            # detail: global gradient-norm clipping; a NaN/inf gradient stops the run here
-            # instead of silently corrupting the parameters.
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, error_if_nonfinite=True)
+            # detail: global gradient-norm clipping; a NaN/inf gradient is caught here, before
+            # the optimizer step, so the parameters are never corrupted.
+            try:
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    params, max_norm, error_if_nonfinite=True
+                )
+            except RuntimeError as err:
+                if "non-finite" not in str(err):
+                    raise
+                cause = nonfinite_loss_term(
+                    {
+                        **info,
+                        "advantages": adv,
+                        "value targets": targets[idx],
+                        "log-probabilities": logp,
+                    }
+                )
+                if run.on_nonfinite == "stop":
+                    raise NonFiniteError(f"non-finite {cause}") from None
+                optimizer.zero_grad(set_to_none=True)  # on_nonfinite=skip: drop this step
+                skipped_steps += 1
+                continue
             optimizer.step()
             diagnostics.add({**info, "grad_norm": grad_norm})
             epoch_kl.add({"approx_kl": info["approx_kl"]})
         epochs_done += 1
-        if run.early_stop_kl is not None and epoch_kl.means()["approx_kl"] > run.early_stop_kl:
+        epoch_approx_kl = epoch_kl.means().get("approx_kl", 0.0)
+        if run.early_stop_kl is not None and epoch_approx_kl > run.early_stop_kl:
             early_stopped = True  # detail: stop the epoch loop once the policy moved too far
             break
     out = {f"losses/{k}": v for k, v in diagnostics.means().items()}
     out["losses/explained_variance"] = explained
     out["losses/epochs"] = epochs_done
     out["losses/early_stopped"] = float(early_stopped)
+    if skipped_steps:
+        out["losses/skipped_steps"] = skipped_steps
     return out
+
+
+def nonfinite_loss_term(terms: dict[str, Tensor]) -> str:
+    """The first non-finite quantity of a minibatch (read only when the gradient was)."""
+    names = {"policy_loss": "policy loss", "value_loss": "value loss", "entropy": "entropy"}
+    for key, value in terms.items():
+        if not bool(torch.isfinite(value).all()):
+            return names.get(key, key)
+    return (
+        "gradient (every loss term is finite: the learning rate or the scale of the inputs "
+        "may be too large)"
+    )
 
 
 def build_agent(
@@ -282,23 +325,44 @@ def train(
     run_dir: Path,
     choices: dict[str, str],
     run_name: str,
+    figures: dict[str, Any] | None = None,
+    stop: GracefulStop | None = None,
 ) -> dict[str, Any]:
     """Train PPO as configured; write metrics.jsonl and checkpoint.pt to `run_dir`.
 
-    Returns the run's final figures (merged into summary.json by the caller).
+    Fills `figures` (the run's summary: global step, final return, evaluation, ...) as it goes,
+    so a failed or interrupted run still reports the step it reached, and returns it. With
+    `stop`, a stop signal ends the run after the current update, with a checkpoint.
     """
+    figures = {} if figures is None else figures
     run, cfg = settings.run, settings.cfg
     if run.torch_threads > 0:
         torch.set_num_threads(run.torch_threads)  # 1: fastest for small nets, sweeps share cores
     device = resolve_device(run.device)
     seed_everything(run.seed)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / CHECKPOINT
+    remove_stale_temp_files(run_dir)  # a kill mid-write leaves one; the previous file is whole
+    resumed = None
+    if run.resume and checkpoint_path.exists():  # a requeued job continues where it stopped
+        resumed = load_checkpoint(checkpoint_path, map_location=device)
+        check_resumable(resumed, config, checkpoint_path)
+    elif not run.resume and holds_a_run(run_dir):
+        raise ConfigError(
+            [
+                f"resume=false: {run_dir} already holds a run (metrics.jsonl or "
+                "checkpoint.pt); start it in a new dir (hydra.run.dir=...), or delete "
+                "those files to start over"
+            ]
+        )
+    loss: PPOLoss = build(cfg.loss)
+    estimator: Estimator = build(cfg.advantage)
 
     envs: VectorEnv = build(cfg.env, num_envs=run.num_envs)
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
     obs_shape = tuple(obs_space.shape or ())
-    checkpoint_path = run_dir / "checkpoint.pt"
-    loss: PPOLoss = build(cfg.loss)
-    estimator: Estimator = build(cfg.advantage)
     try:
         norm: Normalizers = build(
             cfg.normalization,
@@ -309,44 +373,74 @@ def train(
         )
         agent = build_agent(settings, choices, norm, obs_space, action_space).to(device)
         optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
-        base_lrs = [group["lr"] for group in optimizer.param_groups]
-        kl_beta = loss.initial_kl_beta  # the KL-penalty coefficient is trainer state
-        recent_returns: list[float] = []
-        global_step, first_update = 0, 1
-        if run.resume and checkpoint_path.exists():  # a requeued job continues where it stopped
-            state = load_checkpoint(checkpoint_path, map_location=device)
-            check_resumable(state, settings, checkpoint_path)
-            agent.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            norm.load_state_dict(state["normalizers"])
-            set_rng_state(state["rng"])
-            kl_beta, recent_returns = state["kl_beta"], state["recent_returns"]
-            global_step, first_update = state["global_step"], state["update"] + 1
     except ConfigError:
         envs.close()
         raise
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    kl_beta = loss.initial_kl_beta  # the KL-penalty coefficient is trainer state
+    recent_returns: list[float] = []
+    global_step, first_update = 0, 1
+    if resumed is not None:
+        agent.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        norm.load_state_dict(resumed["normalizers"])
+        set_rng_state(resumed["rng"])
+        kl_beta, recent_returns = resumed["kl_beta"], resumed["recent_returns"]
+        global_step, first_update = resumed["global_step"], resumed["update"] + 1
+        figures["resumed_from_step"] = global_step
+        log.info(
+            "resuming %s from its checkpoint at step %d (update %d)",
+            run_dir,
+            global_step,
+            first_update - 1,
+        )
     buf = Rollout.allocate(run.num_steps, run.num_envs, obs_space, action_space, device)
     raw_obs = (
         torch.zeros(buf.obs.shape, dtype=torch.float32, device=device)
         if norm.obs is not None
         else None
     )
+    wandb_run_id = resumed["wandb_run_id"] if resumed is not None else run_id(run_dir)
 
-    config_dict = OmegaConf.to_container(cfg, resolve=True)
-    tracker: Tracker = build(
-        cfg.logger, run_dir=run_dir, config=config_dict, choices=choices, run_name=run_name
+    def save(update_index: int) -> None:
+        save_checkpoint(
+            checkpoint_path,
+            training_state(
+                config=config,
+                agent=agent,
+                optimizer=optimizer,
+                normalizers=norm.state_dict(),
+                global_step=global_step,
+                update=update_index,
+                kl_beta=kl_beta,
+                recent_returns=recent_returns,
+                observation_space=obs_space,
+                action_space=action_space,
+                wandb_run_id=wandb_run_id,
+            ),
+        )
+
+    # The run dir's history continues from the checkpoint: rows written after it are cut.
+    metrics = MetricsFile(
+        run_dir / "metrics.jsonl", keep_until_step=global_step if resumed is not None else None
     )
-    metrics = MetricsFile(run_dir / "metrics.jsonl")
+    tracker: Tracker = build(
+        cfg.logger,
+        run_dir=run_dir,
+        config=config,
+        choices=choices,
+        run_name=run_name,
+        run_id=wandb_run_id,
+    )
     progress = Progress(run.num_updates * run.batch_size)  # whole batches of total_timesteps
     exit_code = 1
-    figures: dict[str, Any] = {"reward_threshold": envs.reward_threshold}
+    figures.update(reward_threshold=envs.reward_threshold, global_step=global_step)
     last_metrics: dict[str, float] = {}
+    skipped_updates = 0
     try:
         obs_np = envs.reset(seed=run.seed + first_update - 1)  # fresh episodes after a resume
         start = time.perf_counter()
         start_step = global_step
-        if first_update > 1:
-            figures["resumed_from_step"] = start_step
         eval_seconds = 0.0  # time in periodic evaluations, left out of charts/SPS
         for update_index in range(first_update, run.num_updates + 1):
             if run.anneal_lr:  # detail: learning rate decays linearly to 0
@@ -356,15 +450,31 @@ def train(
             obs_np, ep_returns, ep_lengths = collect_rollout(
                 envs, agent, buf, obs_np, norm, raw_obs
             )
-            global_step += run.batch_size
-            if norm.obs is not None and raw_obs is not None:
-                norm.obs.update(raw_obs.reshape(-1, *obs_shape))  # stats for the next rollout
-            behaviour = evaluate_rollout(agent, buf, norm)  # pi_old and V_old of the rollout
-            diagnostics = update(
-                run, loss, estimator, agent, optimizer, buf, behaviour, norm, kl_beta
+            where = (
+                f"update {update_index} (global step {global_step}..."
+                f"{global_step + run.batch_size}); the last good checkpoint is "
+                f"{checkpoint_path}"
             )
-            if loss.kl_coef is not None and kl_beta is not None:  # detail: adaptive KL penalty
-                kl_beta = loss.kl_coef.next(kl_beta, diagnostics["losses/approx_kl"])
+            global_step += run.batch_size
+            bad = nonfinite_env_data(buf, raw_obs)  # detail: check what the env handed over
+            if bad is not None and run.on_nonfinite == "stop":
+                raise NonFiniteError(f"non-finite {bad} from the environment in {where}")
+            if bad is None:
+                if norm.obs is not None and raw_obs is not None:
+                    norm.obs.update(raw_obs.reshape(-1, *obs_shape))  # stats for the next rollout
+                behaviour = evaluate_rollout(agent, buf, norm)  # pi_old and V_old of the rollout
+                try:
+                    diagnostics = update(
+                        run, loss, estimator, agent, optimizer, buf, behaviour, norm, kl_beta
+                    )
+                except NonFiniteError as err:
+                    raise NonFiniteError(f"{err} in {where}") from None
+                measured_kl = diagnostics.get("losses/approx_kl")
+                if loss.kl_coef is not None and kl_beta is not None and measured_kl is not None:
+                    kl_beta = loss.kl_coef.next(kl_beta, measured_kl)  # detail: adaptive KL
+            else:  # on_nonfinite=skip: no gradient step on this rollout
+                skipped_updates += 1
+                diagnostics = {}
 
             elapsed = time.perf_counter() - start
             record: dict[str, float] = {
@@ -372,6 +482,8 @@ def train(
                 "charts/learning_rate": optimizer.param_groups[0]["lr"],
                 **diagnostics,
             }
+            if skipped_updates:
+                record["charts/skipped_updates"] = skipped_updates
             if kl_beta is not None:
                 record["losses/kl_beta"] = kl_beta
             if ep_returns:
@@ -383,13 +495,11 @@ def train(
             metrics.write({"global_step": global_step, "time": round(elapsed, 3), **record})
             tracker.log(record, step=global_step)
             last_metrics = record
+            figures["global_step"] = global_step
             progress.update(global_step, recent_returns)
 
-            if (
-                run.eval_interval
-                and update_index % run.eval_interval == 0
-                and update_index < run.num_updates
-            ):  # the final evaluation follows below
+            periodic_eval = run.eval_interval and update_index % run.eval_interval == 0
+            if periodic_eval and update_index < run.num_updates:  # the final one follows below
                 eval_start = time.perf_counter()
                 evaluate_and_log(
                     settings,
@@ -404,38 +514,16 @@ def train(
                 )
                 eval_seconds += time.perf_counter() - eval_start
 
-            if run.checkpoint_interval and update_index % run.checkpoint_interval == 0:
-                save_checkpoint(
-                    checkpoint_path,
-                    checkpoint_state(
-                        settings,
-                        agent,
-                        optimizer,
-                        norm,
-                        global_step,
-                        update_index,
-                        kl_beta,
-                        recent_returns,
-                        obs_space,
-                        action_space,
-                    ),
-                )
+            stopping = stop is not None and stop.requested
+            if stopping or (
+                run.checkpoint_interval and update_index % run.checkpoint_interval == 0
+            ):
+                save(update_index)
+            if stopping and stop is not None:
+                figures["stopped_by"] = stop.signal_name
+                stop.raise_if_requested()  # after the checkpoint: the requeue resumes from here
 
-        save_checkpoint(
-            checkpoint_path,
-            checkpoint_state(
-                settings,
-                agent,
-                optimizer,
-                norm,
-                global_step,
-                run.num_updates,
-                kl_beta,
-                recent_returns,
-                obs_space,
-                action_space,
-            ),
-        )
+        save(run.num_updates)
         figures["train_time_s"] = round(time.perf_counter() - start, 3)
         if run.eval_episodes:
             eval_returns = evaluate_and_log(
@@ -457,15 +545,29 @@ def train(
         metrics.close()
         envs.close()
         final_return = float(np.mean(recent_returns)) if recent_returns else None
+        threshold = figures["reward_threshold"]
         figures.update(
-            global_step=global_step,
             final_return=final_return,
             final_metrics=last_metrics,
-            solved=(
-                None
-                if final_return is None or figures["reward_threshold"] is None
-                else final_return >= figures["reward_threshold"]
-            ),
+            solved=None if final_return is None or threshold is None else final_return >= threshold,
         )
+        if skipped_updates:
+            figures["skipped_updates"] = skipped_updates
         tracker.finish({k: v for k, v in figures.items() if k != "final_metrics"}, exit_code)
     return figures
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    """Whether `run_dir` already has a run's history or checkpoint in it."""
+    metrics = run_dir / "metrics.jsonl"
+    return (run_dir / CHECKPOINT).exists() or (metrics.exists() and metrics.stat().st_size > 0)
+
+
+def nonfinite_env_data(buf: Rollout, raw_obs: Tensor | None) -> str | None:
+    """Which of the rollout's rewards or observations (as the env gave them) is not finite."""
+    if not np.isfinite(buf.host.rewards).all():
+        return "reward"
+    obs = raw_obs if raw_obs is not None else buf.obs
+    if obs.is_floating_point() and not bool(torch.isfinite(obs).all()):
+        return "observation"
+    return None

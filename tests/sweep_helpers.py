@@ -43,3 +43,27 @@ class FlakyCartPole(CartPoleEnv):
 def flaky_cartpole(**kwargs: Any) -> TimeLimit:
     """A `FlakyCartPole` with CartPole-v1's 500-step time limit."""
     return TimeLimit(FlakyCartPole(**kwargs), max_episode_steps=500)
+
+
+class NanRewardCartPole(CartPoleEnv):
+    """CartPole-v1 whose `nan_at`-th step (counted per env) returns a NaN reward."""
+
+    def __init__(self, nan_at: int = 100, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.nan_at, self.steps = nan_at, 0
+
+    def step(self, action: Any) -> Any:
+        self.steps += 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        return (
+            obs,
+            float("nan") if self.steps == self.nan_at else reward,
+            terminated,
+            truncated,
+            info,
+        )
+
+
+def nan_reward_cartpole(**kwargs: Any) -> TimeLimit:
+    """A `NanRewardCartPole` with CartPole-v1's 500-step time limit."""
+    return TimeLimit(NanRewardCartPole(**kwargs), max_episode_steps=500)

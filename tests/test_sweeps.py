@@ -101,6 +101,7 @@ def run_module(
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "WANDB_MODE": "disabled",
+        "PPO_LAB_ALLOW": "tests.sweep_helpers",  # the test env module: the user allows it
         **(extra_env or {}),
     }
     return subprocess.run(

@@ -12,6 +12,7 @@ continues the same game; the real game score is tracked from `info["reward"]` (u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import envpool
@@ -20,6 +21,9 @@ import numpy as np
 
 from ppo_lab.components import NonNegativeInt
 from ppo_lab.envs.base import EpisodeTracker, Step
+from ppo_lab.envs.checks import typed_like_defaults, unknown_id
+
+POOL_KEYS = ("num_envs", "batch_size", "num_threads", "seed")  # set by the backend itself
 
 
 class EnvpoolVectorEnv:
@@ -42,6 +46,30 @@ class EnvpoolVectorEnv:
         spec = gym.envs.registry.get(env_id)
         self.reward_threshold = spec.reward_threshold if spec else None
         self._episodes = EpisodeTracker(num_envs)
+
+    @staticmethod
+    def problems_with(env_id: str, kwargs: dict[str, Any], allow: Sequence[str]) -> list[str]:
+        """What is wrong with `env_id` and `kwargs`, read off envpool's spec (no env made)."""
+        tasks = envpool.list_all_envs()
+        if env_id not in tasks:
+            return [unknown_id(env_id, tasks, "an envpool task")]
+        config = envpool.make_spec(env_id).config
+        defaults = dict(zip(config._fields, config, strict=True))
+        valid = sorted(set(config._fields) - set(POOL_KEYS))
+        problems = [
+            f"env.kwargs.{key}: not an option of envpool's {env_id}; valid: {', '.join(valid)}"
+            for key in kwargs
+            if key not in valid
+        ]
+        return problems + typed_like_defaults(
+            {k: v for k, v in kwargs.items() if k in valid}, defaults
+        )
+
+    @staticmethod
+    def probe_spaces(env_id: str, kwargs: dict[str, Any]) -> tuple[gym.Space, gym.Space]:
+        """(observation space, action space) from envpool's spec, without making a pool."""
+        spec = envpool.make_spec(env_id, **kwargs)
+        return spec.gymnasium_observation_space, spec.gymnasium_action_space
 
     def reset(self, seed: int) -> np.ndarray:
         # envpool seeds at construction: build the pool here, with the run's seed.

@@ -9,7 +9,7 @@ puts the true final observation in `info["final_obs"]`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +17,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from ppo_lab.envs.base import EpisodeTracker, Step
+from ppo_lab.envs.checks import signature_problems, unknown_id, user_factory
+
+MAKE_KWARGS = ("max_episode_steps", "autoreset", "disable_env_checker", "render_mode")
 
 
 def env_constructor(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
@@ -47,6 +50,48 @@ class GymnasiumVectorEnv:
         spec = gym.envs.registry.get(env_id)
         self.reward_threshold = spec.reward_threshold if spec else None
         self._episodes = EpisodeTracker(num_envs)
+
+    @staticmethod
+    def problems_with(env_id: str, kwargs: dict[str, Any], allow: Sequence[str]) -> list[str]:
+        """What is wrong with `env_id` and `kwargs`, found without making an env."""
+        spec = gym.envs.registry.get(env_id)
+        if spec is None and ":" in env_id:
+            factory, problems = user_factory(env_id, allow)
+            return problems or signature_problems(factory, kwargs, ())
+        if spec is None:
+            return [
+                unknown_id(
+                    env_id,
+                    gym.envs.registry,
+                    "a registered gymnasium id (or `module:Class` of your own env)",
+                )
+            ]
+        problems = []
+        steps = kwargs.get("max_episode_steps")
+        if steps is not None and (
+            not isinstance(steps, int) or isinstance(steps, bool) or steps < 1
+        ):
+            problems.append(f"env.kwargs.max_episode_steps={steps!r}: expected an int >= 1")
+        entry = spec.entry_point
+        if isinstance(entry, str):
+            try:
+                entry = gym.envs.registration.load_env_creator(entry)
+            except (ImportError, AttributeError):  # the id's own package is missing
+                return [
+                    *problems,
+                    f"env.id={env_id!r}: registered, but its package is not "
+                    f"installed ({spec.entry_point})",
+                ]
+        return problems + signature_problems(entry, kwargs, MAKE_KWARGS)
+
+    @staticmethod
+    def probe_spaces(env_id: str, kwargs: dict[str, Any]) -> tuple[gym.Space, gym.Space]:
+        """(observation space, action space) of one env, made and closed at once."""
+        env = env_constructor(env_id, kwargs)()
+        try:
+            return env.observation_space, env.action_space
+        finally:
+            env.close()
 
     def reset(self, seed: int) -> np.ndarray:
         self._envs.action_space.seed(seed)
