@@ -7,6 +7,7 @@ python -m ppo_lab -m loss='glob(*)' seed=0,1,2 # an ablation sweep, one job per 
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -25,21 +26,27 @@ from ppo_lab.train import NonFiniteError
 # plugin's schema and says so in a deprecation notice; our presets spell every field out, so the
 # merge changes nothing and the notice is noise.
 PRESET_SCHEMA_NOTICE = r"\s*'hydra/launcher/\S+' is validated against ConfigStore schema"
+log = logging.getLogger("ppo_lab")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def app(cfg: DictConfig) -> float | None:
-    single_run = HydraConfig.get().mode == RunMode.RUN  # a sweep records errors per job
+    hydra_cfg = HydraConfig.get()
+    single_run = hydra_cfg.mode == RunMode.RUN
     try:
         return run_job(cfg)
     except ConfigError as err:
         if single_run:
             sys.exit(f"Invalid configuration, nothing was run:\n{err}")
-        raise
+        return sweep_job_failed(hydra_cfg, err)
     except (NonFiniteError, CheckpointError) as err:  # the run's own failure, said in one line
         if single_run:
             sys.exit(f"Run failed ({type(err).__name__}): {err}")
-        raise
+        return sweep_job_failed(hydra_cfg, err)
+    except Exception as err:
+        if single_run:
+            raise
+        return sweep_job_failed(hydra_cfg, err)
     except KeyboardInterrupt as err:  # a stop signal: everything written so far is kept
         if single_run:
             run_dir = HydraConfig.get().runtime.output_dir
@@ -50,6 +57,40 @@ def app(cfg: DictConfig) -> float | None:
             )
             raise SystemExit(getattr(err, "exit_code", 130)) from None
         raise
+
+
+def sweep_job_failed(hydra_cfg: DictConfig, err: Exception) -> float:
+    """A job of a sweep failed; its summary.json says why. One line here, and the sweep goes
+    on: the basic sweeper would stop at the first failed job and end in a traceback. Other
+    sweepers (Optuna) count failed trials themselves, so they see the exception."""
+    if not str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        raise err
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    log.error("job #%s failed (%s): %s", hydra_cfg.job.num, type(err).__name__, first)
+    return float("nan")
+
+
+def finish_sweeps(exit_code: int) -> int:
+    """Write the summary of the multirun this process ran, whatever ended it; the exit code
+    is non-zero when a job did not finish."""
+    from ppo_lab.sweep.callback import STARTED
+    from ppo_lab.sweep.summary import summarize, write_summary
+
+    for sweep_dir in STARTED:
+        markdown, _ = write_summary(sweep_dir, sweep_over=True)
+        table = summarize(sweep_dir, sweep_over=True)
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(table.counts.items()))
+        print(
+            f"Sweep {sweep_dir}: {len(table.runs)} jobs: {counts}. Summary: {markdown}",
+            file=sys.stderr,
+        )
+        if table.unfinished:
+            exit_code = exit_code or 1
+            print(
+                f"Re-run what did not finish: python -m ppo_lab.sweep rerun-failed {sweep_dir}",
+                file=sys.stderr,
+            )
+    return exit_code
 
 
 def sub_groups(conf_dir: Path = CONF_DIR) -> set[str]:
@@ -125,7 +166,17 @@ def main() -> None:
     problems = untrusted_hydra_settings(list(args.overrides))
     if problems:
         sys.exit("Invalid configuration, nothing was run:\n" + str(ConfigError(problems)))
-    app()
+    exit_code = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        exit_code = exit_.code if isinstance(exit_.code, int) else 1
+        if not isinstance(exit_.code, int | None):
+            print(exit_.code, file=sys.stderr)
+    finally:
+        exit_code = finish_sweeps(exit_code)
+    if exit_code:
+        sys.exit(exit_code)
 
 
 if __name__ == "__main__":

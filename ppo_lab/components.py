@@ -64,6 +64,9 @@ class ConfigError(ValueError):
         self.problems = list(problems)
         super().__init__("\n".join(f"  - {p}" for p in self.problems))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str]]]:
+        return (ConfigError, (self.problems,))  # pickled across processes: the list, whole
+
 
 def trainer_inputs(*names: str) -> Callable[[F], F]:
     """Declare the trainer state a component takes besides the standard inputs of its kind.

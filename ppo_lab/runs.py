@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +31,8 @@ REPLICATE_KEY = "seed"
 # Factors that name the task (environment) rather than a variant of the method.
 TASK_KEYS = frozenset({"env", "env.id", "env.env_id", "env.task_id", "env_id"})
 NO_SUMMARY = "no summary.json"
+LOST = "lost"  # its process died without recording an end (SIGKILL, out of memory)
+NEVER_STARTED = "never started"  # handed to the launcher, but no job dir was made
 ALL_RUNS = "all runs"  # the variant name when the sweep varied nothing but seeds and envs
 
 
@@ -139,8 +143,41 @@ def _env_id(
     return str(choices.get("env") or "unknown env")
 
 
-def load_run(job_dir: Path) -> RunRecord:
-    """Read one job dir. Missing or unreadable files give empty fields, never an exception."""
+def process_alive(host: Any, pid: Any) -> bool | None:
+    """Whether process `pid` on `host` still runs; None when that cannot be told from here."""
+    if host != socket.gethostname() or not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def job_status(summary: Mapping[str, Any] | None, has_summary_file: bool, sweep_over: bool) -> str:
+    """A job's status; `running` becomes `lost` once its process is gone (or the sweep is over).
+
+    A job dir without a summary.json is a job that died before its first write.
+    """
+    if summary is None:
+        if has_summary_file:
+            return "unreadable summary"
+        return LOST if sweep_over else NO_SUMMARY
+    status = str(summary.get("status") or "unknown")
+    if status == "running":
+        alive = process_alive(summary.get("host"), summary.get("pid"))
+        if alive is False or (sweep_over and not alive):
+            return LOST
+    return status
+
+
+def load_run(job_dir: Path, sweep_over: bool = False) -> RunRecord:
+    """Read one job dir. Missing or unreadable files give empty fields, never an exception.
+
+    `sweep_over`: the sweep that ran it has ended, so a job still `running` was lost.
+    """
     job_dir = Path(job_dir)
     overrides = _of_type(read_yaml(job_dir / ".hydra" / "overrides.yaml"), list)
     config = _of_type(read_yaml(job_dir / ".hydra" / "config.yaml"), dict)
@@ -151,10 +188,7 @@ def load_run(job_dir: Path) -> RunRecord:
     choices = {str(k): str(v) for k, v in choices.items() if not str(k).startswith("hydra")}
     factors = dict(filter(None, map(parse_override, map(str, overrides))))
     seed = (summary or {}).get("seed", config.get(REPLICATE_KEY, factors.get(REPLICATE_KEY)))
-    if summary is None:
-        status = NO_SUMMARY if not (job_dir / "summary.json").exists() else "unreadable summary"
-    else:
-        status = str(summary.get("status") or "unknown")
+    status = job_status(summary, (job_dir / "summary.json").exists(), sweep_over)
     return RunRecord(
         path=job_dir,
         overrides=tuple(map(str, overrides)),

@@ -9,6 +9,7 @@ the environment it never crashes: a re-run of the failed job then succeeds.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
@@ -19,11 +20,17 @@ NO_CRASH_VAR = "PPO_LAB_TEST_NO_CRASH"
 
 class FlakyCartPole(CartPoleEnv):
     """CartPole-v1 dynamics; raises RuntimeError after `crash_after` steps if it was seeded with
-    `crash_seed` (unless PPO_LAB_TEST_NO_CRASH is set)."""
+    `crash_seed` (unless PPO_LAB_TEST_NO_CRASH is set); with `sigkill`, SIGKILLs its process."""
 
-    def __init__(self, crash_seed: int | None = None, crash_after: int = 100, **kwargs: Any):
+    def __init__(
+        self,
+        crash_seed: int | None = None,
+        crash_after: int = 100,
+        sigkill: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
-        self.crash_seed, self.crash_after = crash_seed, crash_after
+        self.crash_seed, self.crash_after, self.sigkill = crash_seed, crash_after, sigkill
         self.armed, self.steps = False, 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
@@ -34,6 +41,8 @@ class FlakyCartPole(CartPoleEnv):
     def step(self, action: Any) -> Any:
         self.steps += 1
         if self.armed and self.steps > self.crash_after:
+            if self.sigkill:  # the OS kills the job's process (out of memory, preemption)
+                os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(
                 f"injected failure after {self.crash_after} steps (crash_seed={self.crash_seed})"
             )

@@ -42,7 +42,9 @@ SUB_GROUPS = ["loss/policy", "loss/value", "env/backend"]
 )
 def test_every_entry_validates(compose_cfg, override):
     needs_schedule = ["+loss/kl_coef=adaptive"] if override == "loss/policy=kl_penalty" else []
-    validate(compose_cfg(override, *needs_schedule))
+    recipe = override.removeprefix("recipe=")
+    its_env = [f"env={recipe}"] if recipe in group_entries("env") else []  # a recipe's domain
+    validate(compose_cfg(override, *needs_schedule, *its_env))
 
 
 def test_loss_sub_entries_build_the_named_functions(compose_cfg):

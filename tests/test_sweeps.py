@@ -29,7 +29,7 @@ from ppo_lab.__main__ import PRESET_SCHEMA_NOTICE
 from ppo_lab.config import validate
 from ppo_lab.job import job_choices, run_name_of
 from ppo_lab.runs import find_job_dirs, load_run
-from ppo_lab.sweep.rerun import ATTEMPTS_DIR, _quote, move_attempt_aside
+from ppo_lab.sweep.rerun import ATTEMPTS_DIR, _quote, keep_attempt_summary
 from ppo_lab.sweep.summary import CSV_NAME, MARKDOWN_NAME, summarize
 from ppo_lab.tracking import default_group
 
@@ -187,6 +187,7 @@ def test_launcher_preset_spells_out_the_plugin_config(path: Path) -> None:
             "LocalQueueConf" if "Local" in preset["_target_"] else "SlurmQueueConf",
         ),
         "hydra_ray_launcher": ("_config", "RayLauncherConf"),
+        "ppo_lab_launcher": ("config", "ProcessLauncherConf"),
     }[plugin]
     config_module = pytest.importorskip(f"hydra_plugins.{plugin}.{schema_module}")
     fields = {f.name for f in dataclasses.fields(getattr(config_module, schema_name))}
@@ -233,14 +234,16 @@ def test_quoted_override_values_parse_back() -> None:
         assert override.value() == path
 
 
-def test_move_attempt_aside(tmp_path: Path) -> None:
+def test_a_rerun_keeps_the_previous_summary_and_the_checkpoint(tmp_path: Path) -> None:
     (tmp_path / ".hydra").mkdir()
+    (tmp_path / "checkpoint.pt").write_bytes(b"ckpt")
+    (tmp_path / "summary.json").write_text('{"status": "failed"}')
+    assert keep_attempt_summary(tmp_path) == tmp_path / ATTEMPTS_DIR / "1"
     (tmp_path / "summary.json").write_text("{}")
-    assert move_attempt_aside(tmp_path) == tmp_path / ATTEMPTS_DIR / "1"
-    (tmp_path / "summary.json").write_text("{}")
-    assert move_attempt_aside(tmp_path) == tmp_path / ATTEMPTS_DIR / "2"
-    assert move_attempt_aside(tmp_path) is None
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", ATTEMPTS_DIR]
+    assert keep_attempt_summary(tmp_path) == tmp_path / ATTEMPTS_DIR / "2"
+    assert (tmp_path / "checkpoint.pt").exists(), "the checkpoint stays: the re-run resumes it"
+    assert (tmp_path / ATTEMPTS_DIR / "2" / "summary.json").read_text() == "{}"
+    assert keep_attempt_summary(tmp_path / ATTEMPTS_DIR) is None  # no summary.json there
 
 
 # --------------------------------------------------------------------------- real sweeps
@@ -258,10 +261,12 @@ def check_failed_sweep(sweep_dir: Path, result: subprocess.CompletedProcess[str]
 
 
 @pytest.mark.slow
-def test_joblib_sweep_with_a_failing_job_then_rerun(tmp_path: Path) -> None:
+def test_local_sweep_with_a_failing_job_then_rerun(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     result = run_module("ppo_lab", ["-m", *FLAKY, *TINY, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
-    assert "Joblib" in result.stdout + result.stderr, "`-m` runs through joblib by default"
+    assert "Launching 4 jobs" in result.stdout + result.stderr, "`-m` runs the local launcher"
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "job #2 failed (RuntimeError)" in output
     check_failed_sweep(sweep_dir, result)
 
     summary = run_module("ppo_lab.sweep", ["summarize", str(sweep_dir)], tmp_path)
@@ -278,11 +283,13 @@ def test_joblib_sweep_with_a_failing_job_then_rerun(tmp_path: Path) -> None:
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "[1/1]" in rerun.stdout, "only the failed job is re-run"
+    assert "each resumes from its checkpoint" in rerun.stdout
     after = {n: (sweep_dir / n / "summary.json").stat().st_mtime_ns for n in "013"}
     assert after == before, "finished jobs are left alone"
     job = load_run(sweep_dir / FAILING_JOB)
     assert job.status == "finished" and job.seed == 20
-    assert (sweep_dir / FAILING_JOB / ATTEMPTS_DIR / "1" / "summary.json").exists()
+    kept = json.loads((sweep_dir / FAILING_JOB / ATTEMPTS_DIR / "1" / "summary.json").read_text())
+    assert kept["status"] == "failed"
     assert not summarize(sweep_dir).unfinished
     assert "4 finished" in (sweep_dir / MARKDOWN_NAME).read_text()
 
@@ -335,3 +342,49 @@ def test_optuna_search_scores_trials_over_seeds(tmp_path: Path) -> None:
     assert best["best_value"] == pytest.approx(max(t["final_return"] for t in trials.values()))
     md = (sweep_dir / MARKDOWN_NAME).read_text()  # written by the callback at multirun end
     assert "4 finished" in md and "optim.lr" in md and "seed_returns" in md
+
+
+@pytest.mark.slow
+def test_a_sweep_with_an_invalid_and_a_killed_job_lists_both_and_the_rerun_skips_invalid(
+    tmp_path: Path,
+) -> None:
+    """Seed 20's job SIGKILLs its own process mid-training; total_timesteps=-5 is invalid."""
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "-m",
+        "seed=0,20",
+        "total_timesteps=1024,-5",
+        *TINY[1:],
+        "env.id=tests.sweep_helpers:flaky_cartpole",
+        "+env.kwargs.crash_seed=20",
+        "+env.kwargs.sigkill=true",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    result = run_module("ppo_lab", args, tmp_path)
+    assert result.returncode == 1, "a sweep with jobs that did not finish exits non-zero"
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    table = summarize(sweep_dir)
+    statuses = {run.path.name: run.status for run in table.runs}
+    assert statuses == {"0": "finished", "1": "invalid_config", "2": "lost", "3": "invalid_config"}
+    md = (sweep_dir / MARKDOWN_NAME).read_text()
+    assert "1 finished, 2 invalid_config, 1 lost" in md and "killed by SIGKILL" in md
+    assert "total_timesteps=-5: should be greater than or equal to 1" in md  # on one line
+    rerun = run_module(
+        "ppo_lab.sweep", ["rerun-failed", str(sweep_dir)], tmp_path, {NO_CRASH_VAR: "1"}
+    )
+    assert rerun.stdout.count("skipped") == 2 and "a re-run cannot succeed" in rerun.stdout
+    assert "[1/1]" in rerun.stdout and rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert load_run(sweep_dir / "2").status == "finished"
+
+
+def test_launcher_writes_every_job_it_is_handed(tmp_path: Path) -> None:
+    from ppo_lab.sweep.summary import LAUNCHED
+
+    (tmp_path / LAUNCHED).write_text(
+        '{"job": 0, "overrides": ["seed=1"]}\n'
+        '{"job": 1, "overrides": ["seed=2"]}\n'
+        '{"job": 1, "overrides": ["seed=2"], "lost": "killed"}\n'
+        '{"job": 2, "overr'
+    )  # torn by a kill
+    statuses = {run.path.name: (run.status, run.overrides) for run in summarize(tmp_path).runs}
+    assert statuses == {"0": ("never started", ("seed=1",)), "1": ("lost", ("seed=2",))}

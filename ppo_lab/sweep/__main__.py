@@ -31,13 +31,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     rerun.add_argument("sweep_dir", type=_sweep_dir)
     rerun.add_argument("--dry-run", action="store_true", help="print the commands only")
+    rerun.add_argument("--jobs", type=int, default=None, help="re-runs at once (default: cores)")
     rerun.add_argument(
         "--status",
         action="append",
         metavar="STATUS",
-        help="only jobs with this status (failed, interrupted, running, "
-        "invalid_config, 'no summary.json'); repeatable; default: all "
-        "but finished",
+        help="only jobs with this status (failed, interrupted, lost, 'never started'); "
+        "repeatable; default: all but finished (invalid_config jobs are always skipped)",
     )
     return parser.parse_args(argv)
 
@@ -55,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(md.read_text(), end="")
         print(f"written: {md}, {csv_path}")
         return 0
-    return 1 if rerun_failed(args.sweep_dir, dry_run=args.dry_run, statuses=args.status) else 0
+    still_failing = rerun_failed(
+        args.sweep_dir, dry_run=args.dry_run, statuses=args.status, jobs_at_once=args.jobs
+    )
+    return 1 if still_failing else 0
 
 
 if __name__ == "__main__":

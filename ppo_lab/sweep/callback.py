@@ -17,8 +17,19 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
+STARTED: list[Path] = []  # the sweep dirs this process started (read by ppo_lab.__main__)
+
+
 class SweepSummaryCallback(Callback):
-    """Writes `sweep_summary.md` and `.csv` into the sweep dir at the end of a multirun."""
+    """Writes `sweep_summary.md` and `.csv` into the sweep dir at the end of a multirun.
+
+    It also remembers the sweep dir when the multirun starts: `python -m ppo_lab` writes the
+    final summary itself after any multirun, also one that ended in an error (Hydra calls
+    `on_multirun_end` only when every job succeeded).
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        STARTED.append(Path(str(config.hydra.sweep.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from ppo_lab.sweep.summary import write_summary

@@ -8,7 +8,9 @@ works on any sweep dir, finished or not, whatever launcher ran it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from ppo_lab.files import write_text_atomically
-from ppo_lab.runs import RunRecord, find_job_dirs, load_run, relative_name, swept_keys
+from ppo_lab.runs import (
+    LOST,
+    NEVER_STARTED,
+    NO_SUMMARY,
+    RunRecord,
+    find_job_dirs,
+    load_run,
+    natural_key,
+    relative_name,
+    swept_keys,
+)
+
+LAUNCHED = "launched_jobs.jsonl"  # written by hydra_plugins/ppo_lab_launcher
 
 FINISHED = "finished"
 MARKDOWN_NAME = "sweep_summary.md"
@@ -72,10 +86,68 @@ def _row(run: RunRecord, sweep_dir: Path, swept: Sequence[str]) -> dict[str, Any
     return row
 
 
-def summarize(sweep_dir: Path) -> SweepTable:
-    """Read every job under `sweep_dir` into a `SweepTable` (empty when it holds no job)."""
+def launched_jobs(sweep_dir: Path) -> dict[int, dict[str, Any]]:
+    """What ppo_lab's launcher recorded: each job handed over ({job, overrides}) and each lost."""
+    path = sweep_dir / LAUNCHED
+    jobs: dict[int, dict[str, Any]] = {}
+    if not path.exists():
+        return jobs
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            jobs.setdefault(int(entry["job"]), {}).update(entry)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line torn by a kill
+    return jobs
+
+
+def missing_jobs(sweep_dir: Path, found: Sequence[RunRecord]) -> list[RunRecord]:
+    """Jobs the launcher was handed that left no job dir: never started, or lost at birth."""
+    have = {run.path.resolve() for run in found}
+    records = []
+    for num, entry in sorted(launched_jobs(sweep_dir).items()):
+        path = sweep_dir / str(num)
+        if path.resolve() in have:
+            continue
+        status = LOST if "lost" in entry else NEVER_STARTED
+        error = f"process {entry['lost']} before it made its job dir" if "lost" in entry else None
+        records.append(
+            RunRecord(
+                path=path,
+                overrides=tuple(entry.get("overrides", ())),
+                choices={},
+                config={},
+                summary={"status": status, "error": error},
+                status=status,
+                seed=None,
+                env_id="?",
+            )
+        )
+    return records
+
+
+def summarize(sweep_dir: Path, sweep_over: bool = False) -> SweepTable:
+    """Read every job under `sweep_dir` into a `SweepTable` (empty when it holds no job).
+
+    `sweep_over`: the sweep has ended (its process writes the final summary), so a job still
+    `running` was lost. Jobs handed to ppo_lab's launcher that made no job dir are listed too.
+    """
     sweep_dir = Path(sweep_dir)
-    runs = tuple(load_run(job) for job in find_job_dirs(sweep_dir))
+    found = [load_run(job, sweep_over) for job in find_job_dirs(sweep_dir)]
+    lost = {int(num): entry for num, entry in launched_jobs(sweep_dir).items() if "lost" in entry}
+    for i, run in enumerate(found):
+        num = run.path.name
+        if num.isdigit() and int(num) in lost and run.status in (LOST, NO_SUMMARY, "running"):
+            error = f"its process was {lost[int(num)]['lost']}"
+            found[i] = dataclasses.replace(
+                run, status=LOST, summary={**(run.summary or {}), "error": error}
+            )
+    runs = tuple(
+        sorted(
+            [*found, *missing_jobs(sweep_dir, found)],
+            key=lambda r: [natural_key(p) for p in r.path.relative_to(sweep_dir).parts],
+        )
+    )
     swept = tuple(swept_keys(runs))
     rows = tuple(_row(run, sweep_dir, swept) for run in runs)
     columns = ["job", "status", *swept, *(name for name, _ in METRIC_COLUMNS)]
@@ -105,7 +177,7 @@ def _short_number(text: str) -> str:
 
 
 def _markdown_cell(value: Any, column: str) -> str:
-    text = _short_number(_cell(value)).replace("\n", " ").replace("|", "\\|")
+    text = _short_number(_cell(value)).replace("\n", " ").replace("|", "\\|")  # one line
     if column == "error" and len(text) > ERROR_WIDTH:
         text = text[: ERROR_WIDTH - 3] + "..."
     return text
@@ -146,9 +218,9 @@ def to_csv(table: SweepTable) -> str:
     return out.getvalue()
 
 
-def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
+def write_summary(sweep_dir: Path, sweep_over: bool = False) -> tuple[Path, Path]:
     """Write `sweep_summary.md` and `sweep_summary.csv` into `sweep_dir`; returns their paths."""
-    table = summarize(sweep_dir)
+    table = summarize(sweep_dir, sweep_over)
     md, csv_path = Path(sweep_dir) / MARKDOWN_NAME, Path(sweep_dir) / CSV_NAME
     write_text_atomically(md, to_markdown(table))
     write_text_atomically(csv_path, to_csv(table))

@@ -1,0 +1,1 @@
+"""ppo_lab's Hydra launcher plugin (Hydra discovers plugins in the `hydra_plugins` package)."""

@@ -1,0 +1,182 @@
+"""`hydra/launcher=local`: each job of a sweep in a process of its own, at most `n_jobs` at once.
+
+A job that dies (SIGKILL, out of memory, a segfault) loses only itself: the launcher records it
+as lost in `<sweep dir>/launched_jobs.jsonl` and the other jobs go on. (joblib's loky pool, by
+contrast, aborts the whole sweep when one worker dies, and the jobs it had not started are never
+run.) Every job the sweeper hands over is written to that file before it starts, so the sweep
+summary can list jobs that never started too.
+
+Jobs are forked from the sweep process on Linux (no re-import of torch per job) and spawned
+elsewhere. Each job returns its result to the sweeper through a pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+LAUNCHED = "launched_jobs.jsonl"  # one line per job handed over, and one per job lost
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _record(sweep_dir: Path, entry: dict[str, Any]) -> None:
+    with (sweep_dir / LAUNCHED).open("a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def _run_one(
+    conn: Connection,
+    idx: int,
+    overrides: list[str],
+    hydra_context: HydraContext,
+    config: DictConfig,
+    task_function: TaskFunction,
+    singleton_state: Any,
+) -> None:
+    """In the job's process: compose its config, run it, send its JobReturn back."""
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, overrides)
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
+        sweep_config.hydra.job.num = idx
+    HydraConfig.instance().set_config(sweep_config)
+    ret = run_job(
+        hydra_context=hydra_context,
+        config=sweep_config,
+        task_function=task_function,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+    # What sweepers read: status and return value (the job's configs stay in its job dir).
+    lean = JobReturn(
+        overrides=ret.overrides,
+        status=ret.status,
+        _return_value=ret._return_value,
+        working_dir=ret.working_dir,
+        task_name=ret.task_name,
+    )
+    try:
+        conn.send(lean)
+    except Exception:  # an exception that does not pickle: its text does
+        lean._return_value = RuntimeError(f"job {idx}: {ret._return_value!r}")
+        conn.send(lean)
+    conn.close()
+
+
+class ProcessLauncher(Launcher):
+    def __init__(self, n_jobs: int = -1) -> None:
+        self.n_jobs = available_cores() if n_jobs in (-1, 0, None) else int(n_jobs)
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
+
+    def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None
+        assert self.task_function is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+        log.info("Launching %d jobs, %d at a time, into %s", len(jobs), self.n_jobs, sweep_dir)
+        for idx, overrides in jobs:
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            _record(sweep_dir, {"job": idx, "overrides": overrides})
+        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        state = Singleton.get_state()
+        results: dict[int, JobReturn] = {}
+        pending = list(jobs)
+        running: dict[int, tuple[Any, Connection, list[str]]] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < self.n_jobs:
+                    idx, overrides = pending.pop(0)
+                    receive, send = context.Pipe(duplex=False)
+                    process = context.Process(
+                        target=_run_one,
+                        name=f"ppo_lab-job-{idx}",
+                        args=(
+                            send,
+                            idx,
+                            overrides,
+                            self.hydra_context,
+                            self.config,
+                            self.task_function,
+                            state,
+                        ),
+                    )
+                    process.start()
+                    send.close()
+                    running[idx] = (process, receive, overrides)
+                ready = wait(
+                    [r for _, r, _ in running.values()]
+                    + [p.sentinel for p, _, _ in running.values()]
+                )
+                for idx, (process, receive, overrides) in list(running.items()):
+                    if receive not in ready and process.sentinel not in ready:
+                        continue
+                    result = None
+                    if receive.poll():
+                        try:
+                            result = receive.recv()
+                        except EOFError:
+                            result = None
+                    process.join()
+                    receive.close()
+                    del running[idx]
+                    results[idx] = (
+                        result
+                        if result is not None
+                        else self._lost(sweep_dir, idx, overrides, process.exitcode)
+                    )
+        finally:
+            for process, _, _ in running.values():  # the sweep itself was stopped
+                process.terminate()
+        return [results[idx] for idx, _ in jobs]
+
+    @staticmethod
+    def _lost(sweep_dir: Path, idx: int, overrides: list[str], exitcode: int | None) -> JobReturn:
+        cause = (
+            f"killed by {signal.Signals(-exitcode).name}"
+            if exitcode and exitcode < 0
+            else f"exited with code {exitcode} before returning"
+        )
+        log.error("job #%d lost: its process was %s (the other jobs go on)", idx, cause)
+        _record(sweep_dir, {"job": idx, "overrides": overrides, "lost": cause})
+        return JobReturn(
+            overrides=overrides, status=JobStatus.COMPLETED, _return_value=float("nan")
+        )
