@@ -165,7 +165,8 @@ def main() -> None:
     args, _ = get_args_parser().parse_known_args(sys.argv[1:])
     problems = untrusted_hydra_settings(list(args.overrides))
     if problems:
-        sys.exit("Invalid configuration, nothing was run:\n" + str(ConfigError(problems)))
+        print(f"Invalid configuration, nothing was run:\n{ConfigError(problems)}", file=sys.stderr)
+        sys.exit(2)
     exit_code = 0
     try:
         app()

@@ -11,8 +11,9 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import annotated_types as at
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
@@ -30,6 +31,8 @@ from ppo_lab.components import (
     user_allowlist,
 )
 
+# Deterministic evaluation runs one env per episode at once: a bound keeps that in memory.
+EvalEpisodes = Annotated[int, at.Interval(ge=0, le=1000)]
 GROUPS = ("env", "network", "loss", "advantage", "normalization", "optim", "logger")
 
 
@@ -52,7 +55,7 @@ class RunSettings:
     device: str = "auto"
     torch_threads: NonNegativeInt = 1
     checkpoint_interval: NonNegativeInt = 50
-    eval_episodes: NonNegativeInt = 10
+    eval_episodes: EvalEpisodes = 10
     resume: bool = True  # continue from <run dir>/checkpoint.pt when there is one (requeue)
     eval_interval: NonNegativeInt = 0
     eval_video: bool = False
