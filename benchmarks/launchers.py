@@ -19,9 +19,18 @@ from pathlib import Path
 
 
 def sweep_seconds(launcher: str, jobs: int, steps: int, out: Path) -> float:
-    command = [sys.executable, "-m", "ppo_lab", "-m", f"hydra/launcher={launcher}",
-               f"seed=range({jobs})", f"total_timesteps={steps}", "logger=none",
-               "eval_episodes=0", f"hydra.sweep.dir={out}"]
+    command = [
+        sys.executable,
+        "-m",
+        "ppo_lab",
+        "-m",
+        f"hydra/launcher={launcher}",
+        f"seed=range({jobs})",
+        f"total_timesteps={steps}",
+        "logger=none",
+        "eval_episodes=0",
+        f"hydra.sweep.dir={out}",
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - start
@@ -39,10 +48,13 @@ def main() -> None:
             for launcher in times:
                 out = Path(tmp) / f"{launcher}-{r}"
                 times[launcher].append(sweep_seconds(launcher, args.jobs, args.steps, out))
-    print(f"{args.jobs} CartPole jobs of {args.steps} steps, whole sweep wall time "
-          f"(best of {args.rounds}):")
+    print(
+        f"{args.jobs} CartPole jobs of {args.steps} steps, whole sweep wall time "
+        f"(best of {args.rounds}):"
+    )
     for launcher, seconds in times.items():
-        print(f"  {launcher:7s} {min(seconds):6.1f} s   (all: {', '.join(f'{s:.1f}' for s in seconds)})")
+        every = ", ".join(f"{s:.1f}" for s in seconds)
+        print(f"  {launcher:7s} {min(seconds):6.1f} s   (all: {every})")
     print(f"  local / joblib: {min(times['local']) / min(times['joblib']):.2f}")
 
 

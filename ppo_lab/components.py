@@ -51,7 +51,7 @@ NonNegativeInt = Annotated[int, at.Ge(0)]
 
 ENTRY_KEYS = ("_target_", "_partial_")  # the only underscore keys an entry may carry
 ALLOW_VAR = "PPO_LAB_ALLOW"  # module prefixes the user allows as targets and env modules
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).parent / "conf"  # a link to the repo's conf/; in a wheel, a copy
 SHARED_GROUPS = ("experiment", "sweep", "hydra")  # shared files: not part of the registry
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ppo_lab.components import ConfigError
@@ -80,10 +81,39 @@ def job_choices(hydra_cfg: Any) -> dict[str, str]:
     }
 
 
-def run_name_of(overrides: list[str], choices: dict[str, str]) -> str:
-    """What differs in this run: its overrides, less the study it belongs to (the W&B group)."""
-    differs = [o for o in overrides if o.lstrip("+~").split("=")[0] not in STUDY_GROUPS]
-    return ",".join(differs) or f"{choices.get('env')}-{choices.get('loss')}"
+def run_name_of(overrides: list[str], choices: dict[str, str], env_id: Any, seed: Any) -> str:
+    """The W&B name: env, what differs (the overrides, less the study, the env and the seed; floats
+    to 4 significant digits) and seed, e.g. `CartPole-v1 loss=dual_clip optim.lr=0.0003 seed=3`."""
+    skip = {*STUDY_GROUPS, "seed", "env.id"}
+    differs = [short_floats(o) for o in overrides if o.lstrip("+~").split("=")[0] not in skip]
+    variant = differs or [f"loss={choices.get('loss')}"]
+    return " ".join([str(env_id), *variant, f"seed={seed}"])
+
+
+def short_floats(override: str) -> str:
+    """`optim.lr=0.00064664227` -> `optim.lr=0.0006466`; other overrides unchanged."""
+    key, sep, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    return f"{key}{sep}{number:.4g}" if "." in value or "e" in value.lower() else override
+
+
+def closing_line(summary: dict[str, Any], job_num: Any = None) -> str:
+    """One line at a run's end: final and evaluation return, solved, wall time, output dir."""
+
+    def number(value: Any) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    solved = {True: "solved", False: "not solved", None: "no threshold"}[summary.get("solved")]
+    who = f"job #{job_num} " if job_num is not None else ""
+    return (
+        f"{who}{summary.get('status')}: return {number(summary.get('final_return'))} (last "
+        f"10 training episodes), evaluation {number(summary.get('eval_return'))}, {solved}, "
+        f"{summary.get('global_step')} steps in {summary.get('wall_time_s', 0):.1f} s; "
+        f"{summary.get('run_dir')}"
+    )
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -105,7 +135,7 @@ def run_job(cfg: DictConfig) -> float | None:
     choices = job_choices(hydra_cfg)
     task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # as typed: no secrets
     overrides = [str(o) for o in task if not str(o).startswith("hydra")]
-    run_name = run_name_of(overrides, choices)
+    run_name = run_name_of(overrides, choices, cfg.get("env", {}).get("id"), cfg.get("seed"))
     summary: dict[str, Any] = {
         "status": "running",
         "error": None,
@@ -128,6 +158,8 @@ def run_job(cfg: DictConfig) -> float | None:
     except StopRequested as err:
         err.hand_over()  # under submitit: its requeue, now that the checkpoint is written
         raise
+    sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
+    log.info(closing_line(summary, hydra_cfg.job.num if sweep_job else None))
     return summary.get("final_return")
 
 
@@ -158,7 +190,6 @@ def train_seeds(
 
     first, count = settings.run.seed, settings.run.seeds_per_trial
     overrides = [o for o in job_summary["overrides"] if o.lstrip("+").split("=")[0] != "seed"]
-    name = run_name_of(overrides, choices)
     per_seed: list[dict[str, Any]] = []
     for seed in range(first, first + count):
         seed_dir = run_dir / f"seed_{seed}"
@@ -177,14 +208,8 @@ def train_seeds(
         }
         try:
             with recorded(seed_dir / "summary.json", seed_summary):
-                train(
-                    with_seed(settings, seed),
-                    seed_dir,
-                    choices,
-                    f"{name},seed={seed}",
-                    seed_summary,
-                    stop,
-                )
+                name = run_name_of(overrides, choices, job_summary["env_id"], seed)
+                train(with_seed(settings, seed), seed_dir, choices, name, seed_summary, stop)
         except Exception:
             job_summary["failed_seed"] = seed  # the job's summary names the seed that failed
             raise

@@ -35,8 +35,10 @@ CATALOG = [
     ("network.hidden_sizes=[64,-1]", "network.hidden_sizes[1]=-1: should be greater than or equal"),
     ("network.hidden_sizes=64", "network.hidden_sizes=64: should be an instance of Sequence"),
     ("network.hidden_sizes=[64,abc]", "network.hidden_sizes[1]='abc': should be a valid integer"),
-    ("env=atari network=impala_cnn network.channels=[16,0]",
-     "network.channels[1]=0: should be greater than or equal to 1"),
+    (
+        "env=atari network=impala_cnn network.channels=[16,0]",
+        "network.channels[1]=0: should be greater than or equal to 1",
+    ),
     ("env=atari network.features=0", "network.features=0: should be greater than or equal to 1"),
     ("eval_episodes=1000000", "eval_episodes=1000000: should be less than or equal to 1000"),
     ("eval_episodes=-1", "eval_episodes=-1: should be greater than or equal to 0"),
@@ -60,8 +62,10 @@ CATALOG = [
     ("env=atari env.kwargs.stack_num=four", "env.kwargs.stack_num='four': expected int"),
     ("env=mujoco +env.kwargs.frame_skp=2", "env.kwargs.frame_skp: not an option of envpool's"),
     ("+env.kwargs.gravity=9.8", "env.kwargs.gravity: not an argument of CartPoleEnv"),
-    ("network=nature_cnn", "network=nature_cnn with env.id=CartPole-v1: network=nature_cnn "
-     "expects image observations"),
+    (
+        "network=nature_cnn",
+        "network=nature_cnn with env.id=CartPole-v1: network=nature_cnn expects image observations",
+    ),
     ("env=atari network=mlp", "network=mlp expects flat vector observations"),
     ("env=atari normalization=obs_reward", "normalization.observation=true with uint8 image"),
     ("env.id=os:system", "env.id='os:system': not an allowed component"),
@@ -80,11 +84,21 @@ CATALOG = [
 
 
 @pytest.mark.parametrize(("overrides", "expected"), CATALOG, ids=[c[0] for c in CATALOG])
-def test_bad_input_is_refused_before_any_env_naming_the_key(tmp_path, monkeypatch, capsys,
-                                                           overrides, expected):
+def test_bad_input_is_refused_before_any_env_naming_the_key(
+    tmp_path, monkeypatch, capsys, overrides, expected
+):
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(sys, "argv", ["ppo_lab", *overrides.split(), "total_timesteps=512",
-                                      "logger=none", f"hydra.run.dir={run_dir}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "ppo_lab",
+            *overrides.split(),
+            "total_timesteps=512",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_:
         main()
     out = capsys.readouterr()

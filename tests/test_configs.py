@@ -149,7 +149,12 @@ def test_logger_entries_instantiate(compose_cfg, entry, tmp_path):
     cfg = compose_cfg(f"logger={entry}", *offline_off)
     validate(cfg)
     tracker = build(
-        cfg.logger, run_dir=tmp_path, config={"a": 1}, choices={"loss": "clip"}, run_name="test"
+        cfg.logger,
+        run_dir=tmp_path,
+        config={"a": 1},
+        choices={"loss": "clip"},
+        run_name="test",
+        run_id="abc123",
     )
     tracker.log({"x": 1.0}, step=1)
     tracker.finish({"final_return": 1.0}, exit_code=0)

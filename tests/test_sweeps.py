@@ -217,10 +217,14 @@ def test_default_group(tmp_path: Path) -> None:
 def test_run_name_and_choices() -> None:
     choices = {"loss": "clip", "env": "cartpole"}
     assert (
-        run_name_of(["experiment=loss_ablation", "loss=clip", "seed=3"], choices)
-        == "loss=clip,seed=3"
+        run_name_of(["experiment=loss_ablation", "loss=clip", "seed=3"], choices, "Pong-v5", 3)
+        == "Pong-v5 loss=clip seed=3"
     )
-    assert run_name_of([], choices) == "cartpole-clip"
+    assert run_name_of([], choices, "CartPole-v1", 1) == "CartPole-v1 loss=clip seed=1"
+    trial = ["optim.lr=0.00064664227174", "update_epochs=10", "seed=2", "env.id=Acrobot-v1"]
+    assert run_name_of(trial, choices, "Acrobot-v1", 2) == (
+        "Acrobot-v1 optim.lr=0.0006466 update_epochs=10 seed=2"
+    )
     hydra_cfg = OmegaConf.create(
         {"runtime": {"choices": {"loss": "clip", "experiment": None, "hydra/launcher": "local"}}}
     )

@@ -12,6 +12,7 @@ continues the same game; the real game score is tracked from `info["reward"]` (u
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,8 @@ from ppo_lab.components import NonNegativeInt
 from ppo_lab.envs.base import EpisodeTracker, Step
 from ppo_lab.envs.checks import typed_like_defaults, unknown_id
 
+# envpool's spaces are float64 bounds cast to float32: gymnasium says so on every env; not news.
+warnings.filterwarnings("ignore", message=r".*precision lowered by casting", category=UserWarning)
 POOL_KEYS = ("num_envs", "batch_size", "num_threads", "seed")  # set by the backend itself
 
 
