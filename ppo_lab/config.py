@@ -52,6 +52,7 @@ class RunSettings:
     early_stop_kl: Positive | None = None  # stop an update's epochs once approx_kl exceeds it
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or env value: stop or skip
     recompute_advantages: bool = False  # fresh advantages from the current critic every epoch
+    bootstrap_truncations: bool = True  # a time limit bootstraps V(final obs); false: terminal
     device: str = "auto"
     torch_threads: NonNegativeInt = 1
     checkpoint_interval: NonNegativeInt = 50

@@ -94,11 +94,13 @@ def collect_rollout(
     obs_np: np.ndarray,
     norm: Normalizers,
     raw_obs: Tensor | None,
+    bootstrap_truncations: bool = True,
 ) -> tuple[np.ndarray, list[float], list[int]]:
     """Fill `buf` with T steps of every env acting with the current policy.
 
     Only the actor runs per step; log-probs and values are computed afterwards in one batched
     pass (`evaluate_rollout`). Returns the next observation and the episodes that finished.
+    `bootstrap_truncations=False` treats a time limit as a termination (as CleanRL does).
     """
     device = buf.obs.device
     action_space = envs.single_action_space
@@ -114,8 +116,11 @@ def collect_rollout(
             buf.obs[t].copy_(norm.observation(raw_obs[t]))  # detail: observation normalization
         buf.actions[t] = agent.act(buf.obs[t])
         step = envs.step(env_actions(buf.actions[t], action_space))
-        buf.host.record(t, step.reward, step.terminated, step.truncated)
-        if step.final_obs is not None:  # detail: a time limit bootstraps from V(final obs)
+        if not bootstrap_truncations:  # detail off: a time limit ends the return like a failure
+            buf.host.record(t, step.reward, step.terminated | step.truncated, step.truncated)
+        else:
+            buf.host.record(t, step.reward, step.terminated, step.truncated)
+        if bootstrap_truncations and step.final_obs is not None:  # detail: bootstrap V(final obs)
             truncated = np.flatnonzero(step.truncated & ~step.terminated)
             final = torch.from_numpy(step.final_obs).to(device)
             buf.truncations.append(
@@ -448,7 +453,7 @@ def train(
                     group["lr"] = annealed_lr(base, update_index, run.num_updates)
 
             obs_np, ep_returns, ep_lengths = collect_rollout(
-                envs, agent, buf, obs_np, norm, raw_obs
+                envs, agent, buf, obs_np, norm, raw_obs, run.bootstrap_truncations
             )
             where = (
                 f"update {update_index} (global step {global_step}..."

@@ -333,6 +333,7 @@ class GuessEnv(gym.Env):
 def test_user_env_by_module_and_class_trains(tmp_path, monkeypatch):
     (tmp_path / "my_envs.py").write_text(textwrap.dedent(USER_ENV))
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PPO_LAB_ALLOW", "my_envs")  # the user allows their own env module
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     figures, rows = short_run(
@@ -373,7 +374,7 @@ def test_video_frames_are_the_atari_observations(tmp_path):
     np.testing.assert_array_equal(frames[..., 0], np.stack(seen))
     path = video.save_video(frames, tmp_path / "videos" / "eval.mp4")
     assert path.stat().st_size > 0
-    tracker = WandbTracker(tmp_path, {}, {}, "video-test", mode="offline")
+    tracker = WandbTracker(tmp_path, {}, {}, "video-test", "vid123", mode="offline")
     video.log_video(tracker, path, step=1)
     tracker.finish({}, 0)
     assert list((tmp_path / "wandb").rglob("media/videos/eval/*.mp4"))

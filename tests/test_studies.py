@@ -35,7 +35,7 @@ STUDIES = {  # study -> (overrides, jobs): the grid's every value but the seeds
         12,
     ),
     "adv_norm_mujoco": (MUJOCO, 24),
-    "details": (MUJOCO, 24),
+    "details": (MUJOCO, 26),
 }
 SEARCHES = {
     "cartpole_optuna": (

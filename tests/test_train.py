@@ -201,3 +201,26 @@ def test_sigterm_stops_cleanly_keeping_what_was_written(tmp_path):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert lines and all(json.loads(line)["global_step"] > 0 for line in lines)
     assert load_checkpoint(checkpoint)["update"] % 5 == 0
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_a_time_limit_bootstraps_or_terminates_as_configured(bootstrap):
+    """bootstrap_truncations=false treats a time limit as a termination (CleanRL, baselines)."""
+    from ppo_lab.train import collect_rollout
+
+    envs = vector_env("gymnasium_sync", 2, kwargs={"max_episode_steps": 5})
+    torch.manual_seed(0)
+    agent = mlp(envs.single_observation_space, envs.single_action_space)
+    buf = Rollout.allocate(
+        8, 2, envs.single_observation_space, envs.single_action_space, torch.device("cpu")
+    )
+    norm = normalizers((4,), 2, 0.99, "cpu")
+    try:
+        collect_rollout(envs, agent, buf, envs.reset(seed=0), norm, None, bootstrap)
+    finally:
+        envs.close()
+    limit = torch.zeros(8, 2, dtype=torch.bool)
+    limit[4] = True  # every 5-step episode hits its limit at t = 4 (CartPole lasts longer)
+    assert torch.equal(buf.done.bool(), limit)
+    assert torch.equal(buf.terminated.bool(), limit if not bootstrap else torch.zeros_like(limit))
+    assert len(buf.truncations) == (1 if bootstrap else 0)
