@@ -12,11 +12,19 @@ from tqdm import tqdm
 log = logging.getLogger("ppo_lab")
 
 
+def in_a_sweep() -> bool:
+    """Jobs of a sweep share the terminal: bars would overwrite each other, so they log lines."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 class Progress:
     def __init__(self, total_steps: int):
         self.total = total_steps
         self.start = time.perf_counter()
-        self.interactive = sys.stderr.isatty()
+        self.interactive = sys.stderr.isatty() and not in_a_sweep()
         self.bar = tqdm(
             total=total_steps,
             unit="step",

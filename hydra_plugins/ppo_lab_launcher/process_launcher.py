@@ -68,6 +68,9 @@ def _run_one(
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
         sweep_config.hydra.job.num = idx
+        for formatter in (sweep_config.hydra.job_logging.get("formatters") or {}).values():
+            if "format" in formatter:  # parallel jobs share the console: say whose line it is
+                formatter.format = f"[#{idx}]{formatter.format}"
     HydraConfig.instance().set_config(sweep_config)
     ret = run_job(
         hydra_context=hydra_context,
