@@ -15,15 +15,15 @@ from ppo_lab.config import Settings
 from ppo_lab.envs import VectorEnv
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers
-from ppo_lab.policy import Policy
 from ppo_lab.tracking import MetricsFile, Tracker
+from ppo_lab.trained_policy import TrainedPolicy
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs are seeded apart from the training envs
 
 
 def evaluate_policy(
     make_envs: Callable[[int], VectorEnv],
-    policy: Policy,
+    policy: TrainedPolicy,
     episodes: int,
     seed: int,
     max_steps: int = 100_000,
@@ -67,7 +67,7 @@ def evaluate_and_log(
         return build(env_cfg, num_envs=n)
 
     obs_space, action_space = spaces
-    policy = Policy(agent, norm, action_space, device)
+    policy = TrainedPolicy(agent, norm, action_space, device)
     seed = run.seed + EVAL_SEED_OFFSET
     returns = evaluate_policy(make_envs, policy, run.eval_episodes, seed=seed)
     if returns:

@@ -11,6 +11,12 @@ A sweep dir (`multirun/<date>/<time>/`) holds one job dir per run; a job dir is 
 
 `load_runs` reads them into `RunRecord`s and names each run's *variant*: the values it takes on
 the factors the sweep varied, `seed` aside (the replicate axis) and the env aside (the task axis).
+
+Two layouts inside a job dir are read on request (`load_runs(..., seeds=True, attempts=False)`,
+what the report does): a multi-seed trial (`seeds_per_trial > 1`, Optuna searches) trains each
+seed in `<job dir>/seed_<s>/` with its own summary.json and metrics.jsonl, and is read as one run
+per seed; `<job dir>/attempts/<n>/` holds an earlier attempt's summary.json kept by
+`rerun-failed`, and is skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +41,8 @@ NO_SUMMARY = "no summary.json"
 LOST = "lost"  # its process died without recording an end (SIGKILL, out of memory)
 NEVER_STARTED = "never started"  # handed to the launcher, but no job dir was made
 ALL_RUNS = "all runs"  # the variant name when the sweep varied nothing but seeds and envs
+SEED_DIR = re.compile(r"^seed_(-?\d+)$")  # <job dir>/seed_<s>/: one seed of a multi-seed trial
+ATTEMPTS_DIR = "attempts"  # <job dir>/attempts/<n>/: an earlier attempt kept by rerun-failed
 
 
 class SweepError(ValueError):
@@ -201,6 +210,55 @@ def load_run(job_dir: Path, sweep_over: bool = False) -> RunRecord:
     )
 
 
+def seed_dirs(job_dir: Path) -> list[tuple[int, Path]]:
+    """The `seed_<s>/` dirs of a multi-seed trial, as (seed, dir) in seed order."""
+    try:
+        entries = list(Path(job_dir).iterdir())
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        match = SEED_DIR.match(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def seed_runs(run: RunRecord, sweep_over: bool = False) -> list[RunRecord]:
+    """A multi-seed trial as one run per `seed_<s>/` dir (the trial's overrides and config with
+    `seed=<s>`, the seed dir's own summary.json); any other job as itself."""
+    dirs = seed_dirs(run.path)
+    if not dirs:
+        return [run]
+    overrides = [o for o in run.overrides if (parse_override(o) or ("",))[0] != REPLICATE_KEY]
+    records = []
+    for seed, path in dirs:
+        summary = _of_type(_read_json(path / "summary.json"), dict) or None
+        config = {**run.config, REPLICATE_KEY: seed}
+        records.append(
+            RunRecord(
+                path=path,
+                overrides=(*overrides, f"{REPLICATE_KEY}={seed}"),
+                choices=run.choices,
+                config=config,
+                summary=summary,
+                status=job_status(summary, (path / "summary.json").exists(), sweep_over),
+                seed=seed,
+                env_id=_env_id(summary or run.summary or {}, config, run.choices),
+            )
+        )
+    return records
+
+
+def in_attempts_dir(job_dir: Path, root: Path) -> bool:
+    """Whether `job_dir` lies under an `attempts/` dir below `root` (an earlier attempt's copy)."""
+    try:
+        parts = Path(job_dir).relative_to(root).parts
+    except ValueError:
+        return False
+    return ATTEMPTS_DIR in parts
+
+
 def differing_keys(
     rows: Sequence[Mapping[str, Any]], keys: Iterable[str] | None = None, missing: Any = None
 ) -> list[str]:
@@ -279,10 +337,14 @@ def variant_of(run: RunRecord, keys: Sequence[str]) -> str:
     return ", ".join(f"{k}={factors.get(k, 'unset')}" for k in keys) or ALL_RUNS
 
 
-def load_runs(paths: Iterable[Path]) -> list[RunRecord]:
+def load_runs(
+    paths: Iterable[Path], *, seeds: bool = False, attempts: bool = True
+) -> list[RunRecord]:
     """Load every job under each sweep dir in `paths` and name each run's variant.
 
-    Raises SweepError for a path that does not exist or holds no job dir.
+    `seeds=True`: a multi-seed trial becomes one run per `seed_<s>/` dir (`seed_runs`).
+    `attempts=False`: job dirs under an `attempts/` dir (earlier attempts kept by rerun-failed)
+    are skipped. Raises SweepError for a path that does not exist or holds no job dir.
     """
     runs: list[RunRecord] = []
     seen: set[Path] = set()
@@ -290,6 +352,8 @@ def load_runs(paths: Iterable[Path]) -> list[RunRecord]:
         if not path.is_dir():
             raise SweepError(f"{path}: no such directory")
         jobs = find_job_dirs(path)
+        if not attempts:
+            jobs = [job for job in jobs if not in_attempts_dir(job, path)]
         if not jobs:
             raise SweepError(
                 f"{path} is not a sweep dir: no job directory with .hydra/overrides.yaml under it "
@@ -297,7 +361,8 @@ def load_runs(paths: Iterable[Path]) -> list[RunRecord]:
             )
         new = [job for job in jobs if job.resolve() not in seen]  # a sweep passed twice
         seen.update(job.resolve() for job in new)
-        runs.extend(map(load_run, new))
+        for record in map(load_run, new):
+            runs.extend(seed_runs(record) if seeds else [record])
     keys = variant_keys(runs)
     return [dataclasses.replace(run, variant=variant_of(run, keys)) for run in runs]
 

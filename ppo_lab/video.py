@@ -29,7 +29,7 @@ from ppo_lab.tracking import Tracker, WandbTracker
 MAX_FRAMES = 4_000  # cap on one video: a deterministic policy can stall a game for 27k steps
 FPS = 30
 
-Policy = Callable[[np.ndarray], np.ndarray]  # observations [1, *obs] -> env actions [1, *act]
+ActFn = Callable[[np.ndarray], np.ndarray]  # observations [1, *obs] -> env actions [1, *act]
 
 
 def is_image(space: gym.Space) -> bool:
@@ -48,7 +48,7 @@ def observation_frame(obs: np.ndarray, space: gym.Space) -> np.ndarray:
 
 
 def _frames_from_observations(
-    make_envs: Callable[[int], VectorEnv], policy: Policy, seed: int, max_frames: int
+    make_envs: Callable[[int], VectorEnv], policy: ActFn, seed: int, max_frames: int
 ) -> np.ndarray:
     envs = make_envs(1)
     try:
@@ -66,7 +66,7 @@ def _frames_from_observations(
 
 
 def _frames_from_render(
-    env_id: str, kwargs: dict[str, Any], policy: Policy, seed: int, max_frames: int
+    env_id: str, kwargs: dict[str, Any], policy: ActFn, seed: int, max_frames: int
 ) -> np.ndarray:
     from ppo_lab.envs.gymnasium_backend import env_constructor
 
@@ -88,7 +88,7 @@ def record_episode(
     make_envs: Callable[[int], VectorEnv],
     env_cfg: dict[str, Any],
     observation_space: gym.Space,
-    policy: Policy,
+    policy: ActFn,
     seed: int,
     max_frames: int = MAX_FRAMES,
 ) -> np.ndarray | None:

@@ -287,7 +287,7 @@ def test_gymnasium_id_trains_briefly(tmp_path):
     assert [r["global_step"] for r in rows if "charts/SPS" in r] == [128, 256]
     assert figures["reward_threshold"] == -100.0, "the chosen id's own gymnasium spec"
     from ppo_lab.evaluation import EVAL_SEED_OFFSET, evaluate_policy
-    from ppo_lab.policy import load_policy
+    from ppo_lab.trained_policy import load_policy
 
     from helpers import vector_env
 

@@ -217,7 +217,7 @@ class Payload:
 
 
 def test_a_crafted_checkpoint_runs_no_code_through_load_policy_or_resume(tmp_path, monkeypatch):
-    from ppo_lab.policy import load_policy
+    from ppo_lab.trained_policy import load_policy
 
     monkeypatch.chdir(tmp_path)
     crafted = tmp_path / "checkpoint.pt"
@@ -289,3 +289,35 @@ def test_resume_false_in_a_dir_with_a_run_is_refused(tmp_path):
         train(
             validate(compose_config(*RUN, "total_timesteps=512", "resume=false")), tmp_path, {}, "b"
         )
+
+
+def test_a_launchers_requeue_handler_runs_after_the_stop_and_its_sigterm_bypass_stays():
+    """Under submitit: SIGUSR2 is its requeue (ours first, then its), SIGTERM its bypass."""
+    from ppo_lab.signals import GracefulStop, StopRequested
+
+    requeued = []
+
+    def checkpoint_and_try_requeue(signum, frame):  # submitit's handler, by name and role
+        requeued.append(signum)
+
+    def bypass(signum, frame):
+        pass
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
+    signal.signal(signal.SIGUSR2, checkpoint_and_try_requeue)
+    signal.signal(signal.SIGTERM, bypass)
+    try:
+        with GracefulStop() as stop:
+            assert signal.getsignal(signal.SIGTERM) is bypass, "the launcher keeps SIGTERM"
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(0.05)
+            assert stop.requested and stop.signal_name == "SIGUSR2" and not requeued
+            with pytest.raises(StopRequested) as err:
+                stop.raise_if_requested()
+        assert err.value.exit_code == 128 + signal.SIGUSR2
+        err.value.hand_over()
+        assert requeued == [signal.SIGUSR2]
+        assert signal.getsignal(signal.SIGUSR2) is checkpoint_and_try_requeue, "restored"
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -115,7 +115,7 @@ def test_default_run_learns_cartpole_and_writes_its_outputs(tmp_path):
 
 def assert_saved_policy_reproduces_the_evaluation(path: Path, summary: dict) -> None:
     from ppo_lab.evaluation import EVAL_SEED_OFFSET, evaluate_policy
-    from ppo_lab.policy import load_policy
+    from ppo_lab.trained_policy import load_policy
 
     policy = load_policy(path)
     returns = evaluate_policy(

@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ppo_lab.report.build import CURVE_STATISTICS, DEFAULT_METRIC, build_report
+from ppo_lab.report.build import (
+    CURVE_STATISTICS,
+    DEFAULT_EVAL_LAST,
+    DEFAULT_METRIC,
+    SCORES,
+    build_report,
+)
 from ppo_lab.runs import SweepError
 
 
@@ -23,6 +29,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--metric",
         default=DEFAULT_METRIC,
         help=f"metric of metrics.jsonl to compare (default: {DEFAULT_METRIC})",
+    )
+    parser.add_argument(
+        "--score",
+        choices=SCORES,
+        default="eval",
+        help="final score per run: eval = mean of its last --eval-last deterministic "
+        "evaluations (eval/episodic_return; the training return when no run of the sweep "
+        "evaluated), training = mean return of its last 10 training episodes (default: eval)",
+    )
+    parser.add_argument(
+        "--eval-last",
+        type=_positive,
+        default=DEFAULT_EVAL_LAST,
+        metavar="K",
+        help=f"evaluations averaged into the eval score (default: {DEFAULT_EVAL_LAST})",
+    )
+    parser.add_argument(
+        "--smooth",
+        type=_non_negative,
+        metavar="STEPS",
+        help="learning curves: moving average over this many env steps (default: about 5%% of "
+        "the longest run, rounded; 0: no smoothing)",
+    )
+    parser.add_argument(
+        "--ceiling",
+        action="append",
+        default=[],
+        type=_ceiling,
+        metavar="ENV=RETURN",
+        help="the highest return of an env (repeatable), beside the known ones (CartPole-v1=500): "
+        "variants whose every run reaches it are marked as saturated",
     )
     parser.add_argument("--out", type=Path, help="report directory (default: first sweep dir)")
     parser.add_argument(
@@ -45,6 +82,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(float(text))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _ceiling(text: str) -> tuple[str, float]:
+    env, sep, value = text.rpartition("=")
+    if sep and env:
+        try:
+            return env, float(value)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"expected ENV=RETURN (e.g. Acrobot-v1=0), not {text!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -55,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             reps=args.reps,
             curve_stat=args.curve_stat,
             seed=args.seed,
+            score=args.score,
+            eval_last=args.eval_last,
+            smooth=args.smooth,
+            ceilings=dict(args.ceiling),
         )
     except SweepError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,5 +1,12 @@
 """Runs -> scores: each finished run's curve and final score, the runs left out and why, and the
-reference scores that normalize an env's returns."""
+reference scores that normalize an env's returns.
+
+The final score of a run is, by default, its deterministic evaluation (`eval/episodic_return`,
+the greedy policy on separate envs): the mean of its last `eval_last` evaluations, or summary.json's
+`eval_return` when metrics.jsonl has no evaluation row. `score="training"` scores the training
+episodes of the stochastic policy instead (summary.json's `final_return`, the last 10 episodes).
+When no run of the sweep evaluated, the training score is used and the report says so.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +21,30 @@ from ppo_lab.report.document import shorten
 from ppo_lab.runs import RunRecord, Series, SweepError, is_number, read_metrics, run_length
 
 DEFAULT_METRIC = "charts/episodic_return"
+EVAL_METRIC = "eval/episodic_return"
+SCORES = ("eval", "training")  # --score: deterministic evaluation, or the training episodes
+DEFAULT_EVAL_LAST = 3  # evaluations averaged into the final evaluation score
+TRAINING_EPISODES = 10  # summary.json's final_return: mean return of the last 10 episodes
 TAIL_FRACTION = 0.1  # final score without summary.json: mean of the last 10% of logged points
 
 
 class Reference(NamedTuple):
-    """Scores that map to 0 and 1 when normalizing an env's returns, and where they come from."""
+    """Scores that map to 0 and 1 when normalizing an env's returns, and where they come from.
+
+    `ceiling`: the highest return the env allows (CartPole-v1: 500), where there is one; a
+    variant whose every run scores it is saturated, not certain.
+    """
 
     low: float
     high: float
     source: str
+    ceiling: float | None = None
 
 
 # Reference scores per env: normalized = (score - low) / (high - low).
 REFERENCE_SCORES: dict[str, Reference] = {
-    "CartPole-v1": Reference(22.0, 500.0, "random policy ~22; 500 = maximum return"),
-    "CartPole-v0": Reference(22.0, 200.0, "random policy ~22; 200 = maximum return"),
+    "CartPole-v1": Reference(22.0, 500.0, "random policy ~22; 500 = maximum return", 500.0),
+    "CartPole-v0": Reference(22.0, 200.0, "random policy ~22; 200 = maximum return", 200.0),
     "Acrobot-v1": Reference(-500.0, -60.0, "random policy hits the 500-step limit; ~-60 = best"),
     "MountainCar-v0": Reference(-200.0, -110.0, "random never reaches the goal; -110 = solved"),
 }
@@ -74,8 +90,11 @@ class RunResult:
     run: RunRecord
     series: Series
     final: float
-    from_summary: bool  # final score is summary.json's final_return (else the tail mean)
+    from_summary: bool  # final score read from summary.json (final_return or eval_return)
     length: int  # environment steps reached
+    source: str = "training"  # "eval" | "eval_summary" | "training" | "tail": see final_score
+    evaluations: int = 0  # evaluations averaged into an evaluation score
+    eval_episodes: int | None = None  # episodes per evaluation, where known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +105,66 @@ class Excluded:
     reason: str
     length: int
     lacks_metric: bool = False  # finished, but never logged the metric
+    lacks_eval: bool = (
+        False  # finished, but never evaluated while the sweep is scored by evaluation
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSpec:
+    """Which final score a report uses.
+
+    kind: "eval" (deterministic evaluation), "training" (training episodes of the stochastic
+    policy) or "metric" (the tail of another metric, `--metric`). `fallback`: evaluation was asked
+    for but no run of the sweep evaluated, so the training score is used.
+    """
+
+    kind: str
+    metric: str
+    eval_last: int = DEFAULT_EVAL_LAST
+    requested: str = "eval"
+    fallback: bool = False
+
+    @property
+    def label(self) -> str:
+        """The score in a few words, for tables and axes: "evaluation return"."""
+        if self.kind == "eval":
+            return "evaluation return"
+        if self.kind == "training":
+            return "training return"
+        return self.metric.split("/")[-1].replace("_", " ")
+
+
+def eval_episodes_of(run: RunRecord) -> int | None:
+    """Episodes per evaluation: the config's `eval_episodes`, else the length of `eval_returns`."""
+    value = run.config.get("eval_episodes")
+    if is_number(value) and value > 0:
+        return int(value)
+    returns = (run.summary or {}).get("eval_returns")
+    return len(returns) if isinstance(returns, list) and returns else None
+
+
+def eval_score(
+    run: RunRecord, metrics: dict[str, Series], last: int
+) -> tuple[float, int, str] | None:
+    """(score, evaluations averaged, source) of a run's deterministic evaluation, or None.
+
+    The mean of the last `last` `eval/episodic_return` rows of metrics.jsonl (each the mean over
+    the evaluation's episodes; fewer when the run evaluated fewer times), else summary.json's
+    `eval_return` (the final evaluation).
+    """
+    series = metrics.get(EVAL_METRIC)
+    if series is not None and len(series.values):
+        k = min(max(1, last), len(series.values))
+        return float(series.values[-k:].mean()), k, "eval"
+    value = (run.summary or {}).get("eval_return")
+    if is_number(value):
+        return float(value), 1, "eval_summary"
+    return None
 
 
 def final_score(run: RunRecord, series: Series, metric: str) -> tuple[float, bool]:
-    """A run's final performance and whether it came from summary.json.
+    """A run's final training performance and whether it came from summary.json.
 
     For the default metric: summary.json's `final_return` (mean return of the last 10 training
     episodes) when present; otherwise the mean of the last 10% of the logged points.
@@ -101,24 +176,134 @@ def final_score(run: RunRecord, series: Series, metric: str) -> tuple[float, boo
     return float(series.values[-k:].mean()), False
 
 
+class Collected(NamedTuple):
+    results: list[RunResult]
+    excluded: list[Excluded]
+    seen: set[str]  # every metric the runs logged
+    score: ScoreSpec
+
+
 def collect(
-    runs: Iterable[RunRecord], metric: str
-) -> tuple[list[RunResult], list[Excluded], set[str]]:
-    """Split runs into those the statistics use and those left out; also every metric seen."""
-    results, excluded, seen = [], [], set()
-    for run in runs:
-        metrics = read_metrics(run.path / "metrics.jsonl")
-        seen.update(metrics)
+    runs: Iterable[RunRecord],
+    metric: str,
+    score: str = "eval",
+    eval_last: int = DEFAULT_EVAL_LAST,
+) -> Collected:
+    """Split runs into those the statistics use and those left out, scoring each one used.
+
+    `score`: "eval" (default) or "training"; it applies to the return metrics (the default
+    metric and `eval/episodic_return`); any other `metric` is scored by the tail of its points.
+    """
+    if score not in SCORES:
+        raise SweepError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+    runs = list(runs)
+    loaded = [(run, read_metrics(run.path / "metrics.jsonl")) for run in runs]
+    seen = {name for _, metrics in loaded for name in metrics}
+    if metric == EVAL_METRIC:
+        kind = "eval"
+    elif metric != DEFAULT_METRIC:
+        kind = "metric"
+    else:
+        kind = score
+    fallback = False
+    if kind == "eval" and metric == DEFAULT_METRIC:
+        evaluated = any(
+            run.status == "finished" and eval_score(run, metrics, eval_last) is not None
+            for run, metrics in loaded
+        )
+        if not evaluated:
+            kind, fallback = "training", True
+    spec = ScoreSpec(kind, metric, eval_last, score, fallback)
+    results, excluded = [], []
+    for run, metrics in loaded:
         series = metrics.get(metric)
         length = run_length(run, metrics)
         if run.status != "finished":
             excluded.append(Excluded(run, run.status, length))
         elif series is None or not len(series.steps):
             excluded.append(Excluded(run, f"no `{metric}` in metrics.jsonl", length, True))
+        elif kind == "eval":
+            evaluation = eval_score(run, metrics, eval_last)
+            if evaluation is None:
+                excluded.append(
+                    Excluded(
+                        run,
+                        "never evaluated (no `eval/episodic_return`, no `eval_return`)",
+                        length,
+                        lacks_eval=True,
+                    )
+                )
+                continue
+            value, k, source = evaluation
+            results.append(
+                RunResult(
+                    run,
+                    series,
+                    value,
+                    source == "eval_summary",
+                    length,
+                    source,
+                    k,
+                    eval_episodes_of(run),
+                )
+            )
         else:
             final, from_summary = final_score(run, series, metric)
-            results.append(RunResult(run, series, final, from_summary, length))
-    return results, excluded, seen
+            source = "training" if from_summary else "tail"
+            results.append(RunResult(run, series, final, from_summary, length, source))
+    return Collected(results, excluded, seen, spec)
+
+
+def describe_score(spec: ScoreSpec, results: Sequence[RunResult]) -> str:
+    """Which score the report used, in one line: "deterministic evaluation, mean of the last 3
+    evaluations of 10 episodes"."""
+    if spec.kind == "eval":
+        episodes = sorted({r.eval_episodes for r in results if r.eval_episodes})
+        of = f" of {'/'.join(map(str, episodes))} episodes" if episodes else ""
+        from_metrics = [r for r in results if r.source == "eval"]
+        counts = Counter(r.evaluations for r in from_metrics)
+        parts = []
+        if from_metrics:
+            most = max(counts)
+            head = (
+                f"mean of the last {most} evaluations{of}"
+                if most > 1
+                else f"the final evaluation{of}"
+            )
+            fewer = [
+                f"{n} run(s) with {k} evaluation{'s' if k > 1 else ''}"
+                for k, n in sorted(counts.items())
+                if k < most
+            ]
+            parts.append(
+                head + (f" (fewer where a run made fewer: {', '.join(fewer)})" if fewer else "")
+            )
+        summary_only = len(results) - len(from_metrics)
+        if summary_only:
+            parts.append(
+                f"summary.json's `eval_return` (the final evaluation{of}) for {summary_only} "
+                "run(s) without evaluation rows in metrics.jsonl"
+            )
+        return "deterministic evaluation (`eval/episodic_return`), " + "; ".join(parts)
+    if spec.kind == "training":
+        from_summary = sum(r.source == "training" for r in results)
+        tail = len(results) - from_summary
+        parts = []
+        if from_summary:
+            parts.append(
+                f"mean return of the last {TRAINING_EPISODES} training episodes (summary.json's "
+                f"`final_return`)" + (f" for {from_summary} run(s)" if tail else "")
+            )
+        if tail:
+            parts.append(
+                f"the mean of the last {TAIL_FRACTION:.0%} of logged `{spec.metric}` points "
+                f"for {tail} run(s)"
+            )
+        return "training return of the stochastic policy, " + "; ".join(parts)
+    return (
+        f"the mean of the last {TAIL_FRACTION:.0%} of logged `{spec.metric}` points for "
+        f"{len(results)} run(s)"
+    )
 
 
 def no_results_error(excluded: Sequence[Excluded], metric: str, seen: set[str]) -> SweepError:

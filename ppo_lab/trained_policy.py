@@ -18,7 +18,7 @@ from ppo_lab.normalization import Normalizers
 
 
 @dataclass
-class Policy:
+class TrainedPolicy:
     """The actor-critic and its observation statistics, acting on raw env observations: what the
     evaluation runs during training and what `load_policy` gives back afterwards."""
 
@@ -37,7 +37,7 @@ class Policy:
         return env_actions(self.agent.act(x, deterministic=deterministic), self.action_space)
 
 
-def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> TrainedPolicy:
     """Rebuild the network of `<run dir>/checkpoint.pt` and load its weights and statistics."""
     device = torch.device(device)
     state = load_checkpoint(Path(path), map_location=device)
@@ -54,4 +54,4 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
         device=device,
     )
     norm.load_state_dict(state["normalizers"])
-    return Policy(agent.to(device).eval(), norm, action_space, device)
+    return TrainedPolicy(agent.to(device).eval(), norm, action_space, device)
