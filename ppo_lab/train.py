@@ -425,6 +425,13 @@ def train(
             ),
         )
 
+    def evaluate() -> list[float]:
+        """Deterministic episodes on separate envs, logged at the current step."""
+        spaces = (obs_space, action_space)
+        return evaluate_and_log(
+            settings, agent, norm, device, spaces, tracker, metrics, run_dir, global_step
+        )
+
     # The run dir's history continues from the checkpoint: rows written after it are cut.
     metrics = MetricsFile(
         run_dir / "metrics.jsonl", keep_until_step=global_step if resumed is not None else None
@@ -506,17 +513,7 @@ def train(
             periodic_eval = run.eval_interval and update_index % run.eval_interval == 0
             if periodic_eval and update_index < run.num_updates:  # the final one follows below
                 eval_start = time.perf_counter()
-                evaluate_and_log(
-                    settings,
-                    agent,
-                    norm,
-                    device,
-                    (obs_space, action_space),
-                    tracker,
-                    metrics,
-                    run_dir,
-                    global_step,
-                )
+                evaluate()
                 eval_seconds += time.perf_counter() - eval_start
 
             stopping = stop is not None and stop.requested
@@ -531,17 +528,7 @@ def train(
         save(run.num_updates)
         figures["train_time_s"] = round(time.perf_counter() - start, 3)
         if run.eval_episodes:
-            eval_returns = evaluate_and_log(
-                settings,
-                agent,
-                norm,
-                device,
-                (obs_space, action_space),
-                tracker,
-                metrics,
-                run_dir,
-                global_step,
-            )
+            eval_returns = evaluate()
             figures["eval_return"] = float(np.mean(eval_returns)) if eval_returns else None
             figures["eval_returns"] = eval_returns
         exit_code = 0
