@@ -67,7 +67,7 @@ BAD_OVERRIDES = [
         "env.kwargs.hook._target_",
         "not allowed inside a plain value",
     ),
-    (["optim._target_=ppo_lab.nothing.here"], "optim._target_", "cannot be imported"),
+    (["optim._target_=ppo_lab.nothing.here"], "optim._target_", "not an allowed component"),
 ]
 
 
@@ -101,6 +101,11 @@ def test_unknown_group_entry_is_rejected_by_hydra_listing_the_options(compose_cf
 def test_typo_without_plus_is_rejected_by_hydra(compose_cfg):
     with pytest.raises(ConfigCompositionException, match="clip_epss"):
         compose_cfg("loss.policy.clip_epss=0.1")
+
+
+def test_an_allowed_target_that_does_not_import_says_so(compose_cfg):
+    with pytest.raises(ConfigError, match=r"optim._target_='my_optims.adam': cannot be imported"):
+        validate(compose_cfg("optim._target_=my_optims.adam"), allow=("my_optims",))
 
 
 def test_cli_exits_non_zero_before_building_anything(tmp_path):
