@@ -194,7 +194,11 @@ def load_run(job_dir: Path, sweep_over: bool = False) -> RunRecord:
     summary = _of_type(_read_json(job_dir / "summary.json"), dict) or None
     runtime = _of_type(_of_type(hydra.get("hydra"), dict).get("runtime"), dict)
     choices = _of_type(runtime.get("choices") or (summary or {}).get("choices"), dict)
-    choices = {str(k): str(v) for k, v in choices.items() if not str(k).startswith("hydra")}
+    choices = {  # group choices, not Hydra's own nor specialisations placed into an entry (`@`)
+        str(k): str(v)
+        for k, v in choices.items()
+        if not str(k).startswith("hydra") and "@" not in str(k)
+    }
     factors = dict(filter(None, map(parse_override, map(str, overrides))))
     seed = (summary or {}).get("seed", config.get(REPLICATE_KEY, factors.get(REPLICATE_KEY)))
     status = job_status(summary, (job_dir / "summary.json").exists(), sweep_over)
@@ -281,7 +285,14 @@ def variant_keys(runs: Sequence[RunRecord]) -> list[str]:
     per_env: dict[str, list[dict[str, str]]] = {}
     for run, f in zip(runs, factors, strict=True):
         per_env.setdefault(run.env_id, []).append(f)
-    return sorted({k for group in per_env.values() for k in differing_keys(group, keys)})
+    varying = {k for group in per_env.values() for k in differing_keys(group, keys)}
+    return sorted(without_implied(varying))
+
+
+def without_implied(keys: set[str]) -> set[str]:
+    """Drop sub-group choices (`loss/policy`) whose group (`loss`) varies too: the group's entry
+    chose them. A sub-group swept on its own (`loss/value=mse,huber`) stays."""
+    return {k for k in keys if not ("/" in k and k.split("/", 1)[0] in keys)}
 
 
 def swept_keys(runs: Sequence[RunRecord]) -> list[str]:
@@ -294,7 +305,7 @@ def swept_keys(runs: Sequence[RunRecord]) -> list[str]:
     def order(key: str) -> tuple[int, str]:
         return (2 if key == REPLICATE_KEY else 1 if key in TASK_KEYS else 0, key)
 
-    return sorted(differing_keys([run.factors for run in runs]), key=order)
+    return sorted(without_implied(set(differing_keys([run.factors for run in runs]))), key=order)
 
 
 def config_differences(runs: Sequence[RunRecord]) -> dict[str, dict[str, str]]:

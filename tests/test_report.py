@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from ppo_lab.runs import NO_SUMMARY, find_job_dirs, load_runs, read_metrics
 
 REPS = 200
 METRIC = "charts/episodic_return"
+EVAL = "eval/episodic_return"
 
 
 # --------------------------------------------------------------------------- synthetic sweeps
@@ -41,12 +43,21 @@ def write_job(
     status: str | None = "finished",
     error: str | None = None,
     extra_overrides: tuple[str, ...] = (),
+    evals: Sequence[tuple[int, float]] = (),
+    eval_return: float | None = None,
+    eval_episodes: int = 0,
+    hydra_dir: bool = True,
 ) -> Path:
-    """One job dir as the trainer writes it; `status=None` writes no summary.json."""
+    """One job dir as the trainer writes it; `status=None` writes no summary.json.
+
+    `evals`: (global_step, mean return) of each deterministic evaluation, written to
+    metrics.jsonl as `eval/episodic_return` rows after the update row of that step (as
+    `ppo_lab.evaluation.evaluate_and_log` does); `eval_return`: summary.json's final evaluation
+    return (default: the last of `evals`). `hydra_dir=False`: no `.hydra/` (a `seed_<s>/` dir).
+    """
     job = root / name
-    (job / ".hydra").mkdir(parents=True)
+    job.mkdir(parents=True)
     overrides = [f"{g}={c}" for g, c in choices.items()] + [f"seed={seed}", *extra_overrides]
-    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     config = {
         "seed": seed,
         "total_timesteps": 50_000,
@@ -54,14 +65,21 @@ def write_job(
         "env": {"id": env_id, "backend": "gymnasium_sync"},
         "loss": {"_target_": f"ppo_lab.losses.{choices.get('loss', 'clip')}", "clip_eps": 0.2},
         "logger": {"project": "ppo_lab", "entity": None},
+        "eval_episodes": eval_episodes,
     }
-    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     hydra_choices = {"loss": "clip", "env": "cartpole", **choices, "hydra/launcher": "basic"}
-    (job / ".hydra" / "hydra.yaml").write_text(
-        yaml.safe_dump({"hydra": {"runtime": {"choices": hydra_choices}}})
-    )
+    if hydra_dir:
+        (job / ".hydra").mkdir()
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+        (job / ".hydra" / "hydra.yaml").write_text(
+            yaml.safe_dump({"hydra": {"runtime": {"choices": hydra_choices}}})
+        )
     steps = np.arange(1, 51) * 1000 if steps is None else steps
     returns = np.linspace(20, 200, len(steps)) if returns is None else returns
+    evals_at: dict[int, list[float]] = {}
+    for step, value in evals:
+        evals_at.setdefault(int(step), []).append(float(value))
     with (job / "metrics.jsonl").open("w") as f:
         for i, (s, r) in enumerate(zip(steps, returns, strict=True)):
             f.write(
@@ -75,6 +93,11 @@ def write_job(
                 )
                 + "\n"
             )
+            for value in evals_at.pop(int(s), []):
+                f.write(json.dumps({"global_step": int(s), EVAL: value}) + "\n")
+        assert not evals_at, f"evaluations at steps without an update: {sorted(evals_at)}"
+    if eval_return is None and evals:
+        eval_return = float(evals[-1][1])
     if status is not None:
         summary = {
             "status": status,
@@ -87,6 +110,8 @@ def write_job(
             "total_timesteps": 50_000,
             "wall_time_s": 1.0,
             "final_return": final_return,
+            "eval_return": eval_return,
+            "eval_returns": [eval_return] * eval_episodes if eval_return is not None else None,
             "final_metrics": {},
             "reward_threshold": 475.0,
             "solved": None,
@@ -241,7 +266,7 @@ def test_the_shifted_variant_ranks_first_with_a_ci_above_the_other(tmp_path):
     assert (x, y) == ("loss=dual_clip", "loss=clip") and float(poi.point) == 1.0
     text = report.markdown.read_text()
     assert "Probability of improvement" in text and "`loss`" in text
-    assert "python -m ppo_lab -m loss=clip,dual_clip seed=range(5)" in text
+    assert "python -m ppo_lab -m loss=clip,dual_clip seed='range(5)'" in text  # pastes into bash
     assert "ppo_lab.losses.dual_clip" in text  # the config differences table
 
 

@@ -392,3 +392,10 @@ def test_launcher_writes_every_job_it_is_handed(tmp_path: Path) -> None:
     )  # torn by a kill
     statuses = {run.path.name: (run.status, run.overrides) for run in summarize(tmp_path).runs}
     assert statuses == {"0": ("never started", ("seed=1",)), "1": ("lost", ("seed=2",))}
+
+
+def test_a_loss_sweep_names_variants_by_the_loss_not_its_sub_entries() -> None:
+    from ppo_lab.runs import without_implied
+
+    assert without_implied({"loss", "loss/policy", "loss/value", "seed"}) == {"loss", "seed"}
+    assert without_implied({"loss/value", "optim.lr"}) == {"loss/value", "optim.lr"}

@@ -112,6 +112,7 @@ def plot_curves(
     smoothing window); `ceiling`, the env's highest return, is drawn as a dotted line."""
     if panels is None:
         panels = len(curves) > MAX_OVERLAID or bands_overlap(curves)
+    ceiling = _near_ceiling(curves, ceiling)
     if panels and len(curves) > 1:
         return _curve_panels(
             path, curves, styles, labels, title, ylabel, xlabel, legend_title, ceiling, note
@@ -143,6 +144,21 @@ def plot_curves(
     )
     _note(fig, note)
     return _save(fig, path)
+
+
+def _near_ceiling(
+    curves: Mapping[str, tuple[np.ndarray, Interval]], ceiling: float | None
+) -> float | None:
+    """`ceiling` when the curves come within a quarter of their range of it (else drawing it
+    would squash them), otherwise None."""
+    if ceiling is None or not curves:
+        return None
+    values = np.concatenate([np.ravel(part) for _, band in curves.values() for part in band])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    return ceiling if ceiling <= high + 0.25 * max(high - low, 1e-12) else None
 
 
 def _ceiling_line(ax: Any, ceiling: float | None) -> None:
@@ -228,6 +244,7 @@ def plot_intervals(
     labels: Mapping[str, str],
     *,
     title: str,
+    key: str = "",
     note: str | None = None,
 ) -> Path:
     """One panel per estimator: per variant, the interval as a bar, the point estimate as a black
@@ -285,7 +302,7 @@ def plot_intervals(
         ax.grid(axis="x", alpha=0.3)
         ax.set_ylim(-0.7, len(variants) - 0.3)
     axes[0].set_yticks(y, [wrap(labels.get(v, v)) for v in variants], fontsize="small")
-    fig.suptitle(title)
+    fig.suptitle(title + (f"\n{key}" if key else ""))
     _note(fig, note)
     return _save(fig, path)
 

@@ -276,7 +276,7 @@ def method_section(ctx: Context, doc: Doc) -> None:
             f"Ranking: by {sweep.rank_by} of normalized final scores over all envs"
             + (" (the IQM of fewer than 4 runs is the mean)." if sweep.rank_by == "mean" else "."),
             f"Learning curves: {ctx.curve_stat} over seeds of `{metric}`, each run "
-            f"{ctx.smoothing} (centred), then linearly interpolated onto {ctx.grid_points} "
+            f"{ctx.smoothing}, then linearly interpolated onto {ctx.grid_points} "
             "evenly spaced environment steps per env (never extrapolated); a variant's curve "
             "stops where its shortest run stops. Where bands overlap or there are more than "
             f"{figures.MAX_OVERLAID} variants, one panel per variant.",

@@ -259,7 +259,8 @@ def describe_score(spec: ScoreSpec, results: Sequence[RunResult]) -> str:
     evaluations of 10 episodes"."""
     if spec.kind == "eval":
         episodes = sorted({r.eval_episodes for r in results if r.eval_episodes})
-        of = f" of {'/'.join(map(str, episodes))} episodes" if episodes else ""
+        plural = "s" if episodes != [1] else ""
+        of = f" of {'/'.join(map(str, episodes))} episode{plural}" if episodes else ""
         from_metrics = [r for r in results if r.source == "eval"]
         counts = Counter(r.evaluations for r in from_metrics)
         parts = []
@@ -291,8 +292,8 @@ def describe_score(spec: ScoreSpec, results: Sequence[RunResult]) -> str:
         parts = []
         if from_summary:
             parts.append(
-                f"mean return of the last {TRAINING_EPISODES} training episodes (summary.json's "
-                f"`final_return`)" + (f" for {from_summary} run(s)" if tail else "")
+                f"mean of the last {TRAINING_EPISODES} training episodes, summary.json's "
+                f"`final_return`" + (f", for {from_summary} run(s)" if tail else "")
             )
         if tail:
             parts.append(

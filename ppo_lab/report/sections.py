@@ -80,7 +80,7 @@ class Context:
     def smoothing(self) -> str:
         if self.window <= 0:
             return "not smoothed"
-        return f"moving average over {self.window:,} env steps"
+        return f"smoothed: centred moving average over {self.window:,} env steps"
 
 
 def ci_words(counts: Iterable[int], what: str = "bootstrap 95% CI") -> str:
@@ -97,14 +97,14 @@ def ci_words(counts: Iterable[int], what: str = "bootstrap 95% CI") -> str:
     return f"{what} (real coverage {', '.join(few)})" if few else what
 
 
-def _per_env_counts(sweep: ScoredSweep, env: str | None = None) -> list[int]:
-    if env is not None:
-        return [len(sweep.runs(v, env)) for v in sweep.variants if sweep.runs(v, env)]
+def _per_env_counts(sweep: ScoredSweep) -> list[int]:
+    """Runs of each variant on each env."""
     return [len(rs) for rs in sweep.cells.values()]
 
 
 def _label(variant: str, n: int, envs: int = 1) -> str:
-    return f"{variant} (n={n})" if envs <= 1 else f"{variant} (n={n}, {envs} envs)"
+    nbsp = "\u00a0"  # kept on one line when a figure wraps a long label
+    return f"{variant} (n={n})" if envs <= 1 else f"{variant} (n={n},{nbsp}{envs}{nbsp}envs)"
 
 
 def saturation_note(sweep: ScoredSweep, env: str) -> str:
@@ -152,7 +152,7 @@ def env_section(ctx: Context, doc: Doc, env: str) -> list[FinalRow]:
             ceiling=ceiling if ctx.metric in (DEFAULT_METRIC, EVAL_METRIC) else None,
             note=note,
         ),
-        f"{env}: learning curves, {ctx.curve_stat} over seeds of the {ctx.curve_label}, each "
+        f"{env}: learning curves, {ctx.curve_stat} over seeds of the {ctx.curve_label}; each "
         f"run {ctx.smoothing}; {band}. n = runs per variant.",
     )
     aggregates = estimators(ref.high, single_env=True)
@@ -177,7 +177,7 @@ def env_section(ctx: Context, doc: Doc, env: str) -> list[FinalRow]:
     rows.sort(key=lambda r: -float(r.estimates[rank_by].point))
     gap_to = "the reference score" if known else "the best final score in this sweep"
     doc.para(
-        f"Final {label} per run ({ctx.score_text}). Brackets: {interval}. Optimality gap to "
+        f"Final {label} per run: {ctx.score_text}. Brackets: {interval}. Optimality gap to "
         f"{fmt(ref.high)}, {gap_to} (lower is better). {_ranked(rank_by)}"
     )
     _final_table(doc, rows, env_column=False)
@@ -190,9 +190,10 @@ def env_section(ctx: Context, doc: Doc, env: str) -> list[FinalRow]:
             ctx.styles,
             labels,
             title=f"{env}: final {label}",
+            key=f"tick: estimate; bar: {interval}; dots: the runs",
             note=note,
         ),
-        f"{env}: final {label} ({ctx.score_text}). Black tick: the estimate; bar: {interval}; "
+        f"{env}: final {label}, {ctx.score_text}. Black tick: the estimate; bar: {interval}; "
         "dots: the runs." + (" `ceiling`: every run at the env's ceiling." if ceiling else ""),
     )
     return rows
@@ -279,6 +280,7 @@ def aggregate_section(ctx: Context, doc: Doc) -> list[FinalRow]:
             ctx.styles,
             labels,
             title=f"All envs: normalized final {ctx.label}",
+            key=f"tick: estimate; bar: {interval}; dots: the runs",
         ),
         f"Normalized final score. Black tick: the estimate; bar: {interval}; dots: the runs "
         "of every env.",
@@ -383,7 +385,7 @@ def improvement_section(ctx: Context, doc: Doc) -> list[tuple[str, str, Interval
             figures.plot_improvement(
                 ctx.out / "probability_of_improvement.png",
                 improvement,
-                title="Probability of improvement",
+                title=f"Probability of improvement\nbar: {interval}",
                 marks=marks,
             ),
             f"Probability of improvement; bar: {interval}.",
@@ -450,11 +452,6 @@ def _table_notes(doc: Doc, rows: Sequence[FinalRow], ceiling: float | None) -> N
             "there it is the mean and no more robust than it."
         )
     doc.bullets(notes)
-
-
-def _by_estimator(rows: Sequence[FinalRow]) -> dict[str, dict[str, Interval]]:
-    names = list(rows[0].estimates) if rows else []
-    return {n: {r.variant: r.estimates[n] for r in rows} for n in names}
 
 
 def _slug(text: str) -> str:
