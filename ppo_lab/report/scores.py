@@ -217,6 +217,8 @@ def collect(
     results, excluded = [], []
     for run, metrics in loaded:
         series = metrics.get(metric)
+        if kind == "eval" and (series is None or not len(series.steps)):
+            series = metrics.get(EVAL_METRIC)  # no training episode ended: curve of evaluations
         length = run_length(run, metrics)
         if run.status != "finished":
             excluded.append(Excluded(run, run.status, length))
