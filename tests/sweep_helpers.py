@@ -20,17 +20,17 @@ NO_CRASH_VAR = "PPO_LAB_TEST_NO_CRASH"
 
 class FlakyCartPole(CartPoleEnv):
     """CartPole-v1 dynamics; raises RuntimeError after `crash_after` steps if it was seeded with
-    `crash_seed` (unless PPO_LAB_TEST_NO_CRASH is set); with `sigkill`, SIGKILLs its process."""
+    `crash_seed` (unless PPO_LAB_TEST_NO_CRASH is set); with `signal_name`, signals its process."""
 
     def __init__(
         self,
         crash_seed: int | None = None,
         crash_after: int = 100,
-        sigkill: bool = False,
+        signal_name: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.crash_seed, self.crash_after, self.sigkill = crash_seed, crash_after, sigkill
+        self.crash_seed, self.crash_after, self.signal_name = crash_seed, crash_after, signal_name
         self.armed, self.steps = False, 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
@@ -41,8 +41,10 @@ class FlakyCartPole(CartPoleEnv):
     def step(self, action: Any) -> Any:
         self.steps += 1
         if self.armed and self.steps > self.crash_after:
-            if self.sigkill:  # the OS kills the job's process (out of memory, preemption)
-                os.kill(os.getpid(), signal.SIGKILL)
+            if self.signal_name:  # the OS or the cluster signals the job's process
+                self.armed = False
+                os.kill(os.getpid(), getattr(signal, self.signal_name))
+                return super().step(action)
             raise RuntimeError(
                 f"injected failure after {self.crash_after} steps (crash_seed={self.crash_seed})"
             )

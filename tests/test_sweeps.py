@@ -361,7 +361,7 @@ def test_a_sweep_with_an_invalid_and_a_killed_job_lists_both_and_the_rerun_skips
         *TINY[1:],
         "env.id=tests.sweep_helpers:flaky_cartpole",
         "+env.kwargs.crash_seed=20",
-        "+env.kwargs.sigkill=true",
+        "+env.kwargs.signal_name=SIGKILL",
         f"hydra.sweep.dir={sweep_dir}",
     ]
     result = run_module("ppo_lab", args, tmp_path)
@@ -379,6 +379,30 @@ def test_a_sweep_with_an_invalid_and_a_killed_job_lists_both_and_the_rerun_skips
     assert rerun.stdout.count("skipped") == 2 and "a re-run cannot succeed" in rerun.stdout
     assert "[1/1]" in rerun.stdout and rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert load_run(sweep_dir / "2").status == "finished"
+
+
+@pytest.mark.slow
+def test_a_sweep_job_stopped_by_sigterm_is_interrupted_with_a_checkpoint_not_lost(
+    tmp_path: Path,
+) -> None:
+    """A cluster's SIGTERM to one job: it checkpoints and says so; the others finish."""
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "-m",
+        "seed=0,20",
+        *TINY,
+        "env.id=tests.sweep_helpers:flaky_cartpole",
+        "+env.kwargs.crash_seed=20",
+        "+env.kwargs.signal_name=SIGTERM",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    result = run_module("ppo_lab", args, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output[-2000:]
+    assert "job #1 stopped by SIGTERM" in output
+    statuses = {run.path.name: run.status for run in summarize(sweep_dir).runs}
+    assert statuses == {"0": "finished", "1": "interrupted"}
+    assert (sweep_dir / "1" / "checkpoint.pt").exists()
 
 
 def test_launcher_writes_every_job_it_is_handed(tmp_path: Path) -> None:

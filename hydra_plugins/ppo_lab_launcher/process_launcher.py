@@ -72,13 +72,16 @@ def _run_one(
             if "format" in formatter:  # parallel jobs share the console: say whose line it is
                 formatter.format = f"[#{idx}]{formatter.format}"
     HydraConfig.instance().set_config(sweep_config)
-    ret = run_job(
-        hydra_context=hydra_context,
-        config=sweep_config,
-        task_function=task_function,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+    try:
+        ret = run_job(
+            hydra_context=hydra_context,
+            config=sweep_config,
+            task_function=task_function,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    except KeyboardInterrupt as err:  # a stop signal: the job saved its state and said so
+        os._exit(getattr(err, "exit_code", 130))  # no traceback from multiprocessing
     # What sweepers read: status and return value (the job's configs stay in its job dir).
     lean = JobReturn(
         overrides=ret.overrides,
@@ -173,6 +176,12 @@ class ProcessLauncher(Launcher):
 
     @staticmethod
     def _lost(sweep_dir: Path, idx: int, overrides: list[str], exitcode: int | None) -> JobReturn:
+        stop_codes = {128 + int(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
+        if exitcode in stop_codes:  # stopped by a signal after a checkpoint: its summary says so
+            log.warning("job #%d stopped by %s", idx, signal.Signals(exitcode - 128).name)
+            return JobReturn(
+                overrides=overrides, status=JobStatus.COMPLETED, _return_value=float("nan")
+            )
         cause = (
             f"killed by {signal.Signals(-exitcode).name}"
             if exitcode and exitcode < 0
