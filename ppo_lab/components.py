@@ -28,6 +28,7 @@ registry) or the user allowed it on their machine with `PPO_LAB_ALLOW=<module>[,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
@@ -280,8 +281,21 @@ def build(node: DictConfig | Mapping[str, Any], **runtime: Any) -> Any:
     `runtime` when given (`build(cfg.env, num_envs=8)`), else returned as a partial (a loss
     function the trainer calls per minibatch); any other entry is the object it constructs.
     """
-    built = hydra.utils.instantiate(node, _convert_="all")
+    built = plain(hydra.utils.instantiate(node, _convert_="all"))
     return built(**runtime) if runtime else built
+
+
+def plain(built: Any) -> Any:
+    """Hydra's partials re-check its target policy on every call (~50 us); a loss is called
+    per minibatch. The targets were allowed before anything was built, so hand out plain
+    `functools.partial`s (also inside a built dataclass such as `PPOLoss`)."""
+    if isinstance(built, functools.partial):
+        keywords = {k: plain(v) for k, v in built.keywords.items()}
+        return functools.partial(built.func, *built.args, **keywords)
+    if dataclasses.is_dataclass(built) and not isinstance(built, type):
+        changes = {f.name: plain(getattr(built, f.name)) for f in dataclasses.fields(built)}
+        return dataclasses.replace(built, **changes)
+    return built
 
 
 def caller_inputs(target: Callable[..., Any]) -> list[str]:

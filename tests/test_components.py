@@ -102,3 +102,11 @@ def test_build_calls_a_partial_entry_with_its_inputs_and_returns_it_without():
     layer = torch.nn.Linear(2, 1)
     assert build(entry, params=layer.parameters()).param_groups[0]["lr"] == 0.01
     assert isinstance(build(entry), functools.partial)
+
+
+def test_built_losses_are_plain_partials_without_per_call_policy_checks():
+    """Hydra's own partials re-check its target policy on each call: too slow per minibatch."""
+    loss = build(compose_config("loss=kl_penalty").loss)
+    assert type(loss.policy) is functools.partial and type(loss.value) is functools.partial
+    estimator = build(compose_config("advantage=vtrace").advantage)
+    assert type(estimator) is functools.partial and declared_inputs(estimator)
