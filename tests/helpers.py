@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -29,3 +32,25 @@ def vector_env(backend: str, num_envs: int, id: str = "CartPole-v1", kwargs: dic
 
     entry = compose_config(f"env/backend={backend}").env.backend
     return make_vector_env(num_envs, id=id, backend=build(entry), kwargs=kwargs)
+
+
+def run_module(
+    module: str, args: list[str], cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` as a user runs it (W&B off; the tests' env module allowed)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "WANDB_MODE": "disabled",
+        "PPO_LAB_ALLOW": "tests.sweep_helpers",  # the test env module: the user allows it
+        **(extra_env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )

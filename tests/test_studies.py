@@ -4,16 +4,13 @@ batch per job, one evaluation episode of a short episode."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ppo_lab.sweep.summary import summarize
 
-from helpers import REPO
+from helpers import REPO, run_module
 
 TINY = ["seed=0", "eval_episodes=1", "logger=none"]
 MUJOCO = [
@@ -50,23 +47,11 @@ SEARCHES = {
 }
 
 
-def run(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 def check_runs_and_reports(
     kind: str, name: str, overrides: list[str], jobs: int, tmp_path: Path
 ) -> None:
     sweep_dir = tmp_path / name
-    result = run(
+    result = run_module(
         "ppo_lab",
         ["-m", f"{kind}={name}", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"],
         tmp_path,
@@ -76,7 +61,7 @@ def check_runs_and_reports(
     assert len(table.runs) == jobs and not table.unfinished, [
         (r.path.name, r.status, r.error) for r in table.unfinished
     ]
-    report = run("ppo_lab.report", [str(sweep_dir)], tmp_path)
+    report = run_module("ppo_lab.report", [str(sweep_dir)], tmp_path)
     assert report.returncode == 0, (report.stdout + report.stderr)[-4000:]
     assert (sweep_dir / "report.md").is_file() and (sweep_dir / "report.html").is_file()
 

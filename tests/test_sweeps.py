@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from ppo_lab.sweep.rerun import ATTEMPTS_DIR, _quote, keep_attempt_summary
 from ppo_lab.sweep.summary import CSV_NAME, MARKDOWN_NAME, summarize
 from ppo_lab.tracking import default_group
 
-from helpers import CONF, REPO, compose_config, group_entries
+from helpers import CONF, REPO, compose_config, group_entries, run_module
 from sweep_helpers import NO_CRASH_VAR
 
 STUDIES = sorted((REPO / "experiments").glob("*.yaml"))
@@ -92,27 +90,6 @@ def check_grid(base: list[str]) -> int:
             validate(compose_cfg([*base, f"{key}={value}"]))
             checked += 1
     return checked
-
-
-def run_module(
-    module: str, args: list[str], cwd: Path, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "WANDB_MODE": "disabled",
-        "PPO_LAB_ALLOW": "tests.sweep_helpers",  # the test env module: the user allows it
-        **(extra_env or {}),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def summaries(sweep_dir: Path) -> dict[str, dict[str, Any]]:
