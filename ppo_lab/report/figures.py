@@ -75,6 +75,26 @@ def _has_ci(interval: Interval) -> bool:
     return bool(np.isfinite(interval.low).any())
 
 
+def _line_with_band(
+    ax: Any, x: np.ndarray, band: Interval, style: Any, label: str, alpha: float
+) -> None:
+    """One variant's estimate as a line in its colour and style, its CI as a shaded band."""
+    ax.plot(x, band.point, color=style.color, ls=style.linestyle, lw=1.9, label=label)
+    if _has_ci(band):
+        ax.fill_between(x, band.low, band.high, color=style.color, alpha=alpha, lw=0)
+
+
+def _legend_outside(ax: Any, legend_title: str | None) -> None:
+    """The legend right of the axes, so it hides no curve."""
+    ax.legend(
+        title=textwrap.fill(legend_title, 44) if legend_title else None,
+        title_fontsize="small",
+        fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+
+
 def _note(fig: Figure, note: str | None) -> None:
     if note:
         fig.supxlabel(textwrap.fill(note, 110), **NOTE_STYLE)
@@ -120,28 +140,12 @@ def plot_curves(
     fig = _figure(8.0, 4.4)
     ax = fig.add_subplot()
     for variant, (grid, band) in curves.items():
-        style = styles[variant]
-        ax.plot(
-            grid,
-            band.point,
-            color=style.color,
-            ls=style.linestyle,
-            lw=1.9,
-            label=wrap(labels.get(variant, variant)),
-        )
-        if _has_ci(band):
-            ax.fill_between(grid, band.low, band.high, color=style.color, alpha=0.18, lw=0)
+        _line_with_band(ax, grid, band, styles[variant], wrap(labels.get(variant, variant)), 0.18)
     _ceiling_line(ax, ceiling)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.grid(alpha=0.3)
-    ax.legend(
-        title=textwrap.fill(legend_title, 44) if legend_title else None,
-        title_fontsize="small",
-        fontsize="small",
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-    )
+    _legend_outside(ax, legend_title)
     _note(fig, note)
     return _save(fig, path)
 
@@ -368,24 +372,8 @@ def plot_profiles(
     fig = _figure(8.0, 4.4)
     ax = fig.add_subplot()
     for variant, band in profiles.items():
-        style = styles[variant]
-        ax.plot(
-            taus,
-            band.point,
-            color=style.color,
-            ls=style.linestyle,
-            lw=1.9,
-            label=wrap(labels.get(variant, variant)),
-        )
-        if _has_ci(band):
-            ax.fill_between(taus, band.low, band.high, color=style.color, alpha=0.15, lw=0)
+        _line_with_band(ax, taus, band, styles[variant], wrap(labels.get(variant, variant)), 0.15)
     ax.set(title=title, xlabel=xlabel, ylabel="fraction of runs with score > τ", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(
-        title=textwrap.fill(legend_title, 44) if legend_title else None,
-        title_fontsize="small",
-        fontsize="small",
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-    )
+    _legend_outside(ax, legend_title)
     return _save(fig, path)
