@@ -59,7 +59,7 @@ def rollout_sps(overrides: list[str], rollouts: int = 100) -> float:
     obs = envs.reset(seed=0)
     start = time.perf_counter()
     for _ in range(rollouts):
-        obs, _, _ = collect_rollout(envs, agent, buf, obs, norm, None)
+        obs, *_ = collect_rollout(envs, agent, buf, obs, norm, None)
     sps = rollouts * run.batch_size / (time.perf_counter() - start)
     envs.close()
     return sps

@@ -61,6 +61,7 @@ class RunSettings:
     eval_interval: NonNegativeInt = 0
     eval_video: bool = False
     seeds_per_trial: PositiveInt = 1  # >1: one job trains several seeds (ppo_lab/job.py)
+    population: PositiveInt = 1  # >1: seeds seed..seed+n-1 trained together (ppo_lab/population)
 
     @property
     def batch_size(self) -> int:
@@ -275,6 +276,11 @@ def _check_sizes(run: RunSettings) -> list[str]:
         )
     if run.eval_video:
         problems += _check_video_extra()
+    if run.population > 1 and run.seeds_per_trial > 1:
+        problems.append(
+            f"population={run.population} with seeds_per_trial={run.seeds_per_trial}: both "
+            "train several seeds in one job; set one of them to 1"
+        )
     return problems
 
 

@@ -18,7 +18,8 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,15 @@ def recorded(path: Path, summary: dict[str, Any]) -> Iterator[dict[str, Any]]:
     started = time.perf_counter()
     try:
         yield summary
-        summary["status"] = "finished"
+        failure = summary.get("failure")  # a population member (or seed) that failed alone
+        summary["status"] = "failed" if failure else "finished"
+        if failure:
+            summary["error"] = failure
     except (KeyboardInterrupt, SystemExit) as err:  # a stop signal, or submitit's requeue exit
         step = summary.get("global_step")
+        if summary.get("failure"):  # a member that had failed before the stop stays failed
+            summary.update(status="failed", error=summary["failure"])
+            raise
         summary.update(
             status="interrupted",
             error=f"interrupted ({err}) at global step {step}; "
@@ -116,26 +123,33 @@ def closing_line(summary: dict[str, Any], job_num: Any = None) -> str:
     )
 
 
-def run_job(cfg: DictConfig) -> float | None:
-    """Run one configured job; returns its final return (the sweepers' objective).
+@dataclass
+class PreparedJob:
+    """A Hydra job as ppo_lab runs it: its config, dir, choices and starting summary."""
 
-    A multi-seed trial (`seeds_per_trial > 1`) returns the IQM of its seeds' final returns.
-    """
+    cfg: DictConfig
+    run_dir: Path
+    choices: dict[str, str]
+    overrides: list[str]
+    summary: dict[str, Any]
+    job_num: Any = None  # the job's number in a sweep; None for a single run
+    finished: dict[str, Any] | None = None  # the summary of a run that already finished here
+
+    @property
+    def run_name(self) -> str:
+        return run_name_of(
+            self.overrides, self.choices, self.summary["env_id"], self.cfg.get("seed")
+        )
+
+
+def prepare_job(cfg: DictConfig) -> PreparedJob:
+    """The job Hydra is running now (`HydraConfig`), its run dir created."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    finished = finished_summary(run_dir)
-    if finished is not None and cfg.get("resume", True):
-        log.info(
-            "%s already holds a finished run (final return %s); nothing to do",
-            run_dir,
-            finished.get("final_return"),
-        )
-        return finished.get("final_return")
     choices = job_choices(hydra_cfg)
     task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # as typed: no secrets
     overrides = [str(o) for o in task if not str(o).startswith("hydra")]
-    run_name = run_name_of(overrides, choices, cfg.get("env", {}).get("id"), cfg.get("seed"))
     summary: dict[str, Any] = {
         "status": "running",
         "error": None,
@@ -148,19 +162,137 @@ def run_job(cfg: DictConfig) -> float | None:
         "host": socket.gethostname(),  # with pid: a job left "running" by a dead process is lost
         "pid": os.getpid(),
     }
+    finished = finished_summary(run_dir) if cfg.get("resume", True) else None
+    job_num = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
+    return PreparedJob(cfg, run_dir, choices, overrides, summary, job_num, finished)
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Run one configured job; returns its final return (the sweepers' objective).
+
+    A multi-seed trial (`seeds_per_trial > 1`) or a population (`population > 1`) returns the
+    IQM of its seeds' final returns.
+    """
+    job = prepare_job(cfg)
+    if job.finished is not None:
+        log.info(
+            "%s already holds a finished run (final return %s); nothing to do",
+            job.run_dir,
+            job.finished.get("final_return"),
+        )
+        return job.finished.get("final_return")
+    summary = job.summary
     try:
-        with GracefulStop() as stop, recorded(run_dir / "summary.json", summary):
+        with GracefulStop() as stop, recorded(job.run_dir / "summary.json", summary):
             settings = validate(cfg)  # before any environment is built
-            if settings.run.seeds_per_trial > 1:
-                summary.update(train_seeds(settings, run_dir, choices, summary, stop))
+            if settings.run.population > 1:
+                summary.update(train_population_job(settings, job, stop))
+            elif settings.run.seeds_per_trial > 1:
+                summary.update(train_seeds(settings, job.run_dir, job.choices, summary, stop))
             else:
-                train(settings, run_dir, choices, run_name, summary, stop)
+                train(settings, job.run_dir, job.choices, job.run_name, summary, stop)
     except StopRequested as err:
         err.hand_over()  # under submitit: its requeue, now that the checkpoint is written
         raise
-    sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
-    log.info(closing_line(summary, hydra_cfg.job.num if sweep_job else None))
+    log.info(closing_line(summary, job.job_num))
     return summary.get("final_return")
+
+
+def run_population_jobs(jobs: list[PreparedJob]) -> list[float | None]:
+    """Jobs of a sweep trained as one population (`hydra/launcher=population`); returns each
+    job's final return (NaN when it did not finish), as its own `run_job` would.
+
+    A job that already finished is kept; one whose config is invalid is recorded as such and
+    left out; the rest are the members.
+    """
+    from ppo_lab.population.trainer import Member
+
+    members: list[Member] = []
+    for job in jobs:
+        if job.finished is not None:
+            continue
+        try:
+            with recorded(job.run_dir / "summary.json", job.summary):
+                settings = validate(job.cfg)  # before any environment is built
+                if settings.run.population > 1:
+                    raise ConfigError(
+                        [
+                            f"population={settings.run.population}: hydra/launcher=population "
+                            "makes the populations from the sweep's seeds; drop population="
+                        ]
+                    )
+        except ConfigError as err:
+            log.error("job #%s: invalid configuration: %s", job.job_num, err)
+            continue
+        members.append(Member(settings, job.run_dir, job.choices, job.run_name, job.summary))
+    try:
+        with GracefulStop() as stop:
+            train_members(members, stop)
+    except StopRequested as err:
+        err.hand_over()
+        raise
+    except Exception as err:  # the whole population failed; every summary.json says why
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        log.error("population of jobs %s failed: %s", [j.job_num for j in jobs], first)
+    out: list[float | None] = []
+    for job in jobs:
+        summary = job.finished or job.summary
+        if job.finished is None:
+            log.info(closing_line(summary, job.job_num))
+        value = summary.get("final_return") if summary.get("status") == "finished" else None
+        out.append(float("nan") if value is None else value)
+    return out
+
+
+def train_population_job(
+    settings: Settings, job: PreparedJob, stop: GracefulStop | None
+) -> dict[str, Any]:
+    """`population=n`: seeds seed..seed+n-1 trained together, each in `<run dir>/seed_<s>/`
+    with its own summary.json, metrics, checkpoint and W&B run. Seeds that finished before (a
+    resumed job) are kept. Returns the job's figures: the IQM of the seeds' final returns."""
+    from ppo_lab.population.trainer import Member
+
+    first, count = settings.run.seed, settings.run.population
+    overrides = [
+        o for o in job.overrides if o.lstrip("+").split("=")[0] not in ("seed", "population")
+    ]
+    members, done = [], []
+    for seed in range(first, first + count):
+        seed_dir = job.run_dir / f"seed_{seed}"
+        ended = ended_summary(seed_dir)
+        if ended is not None:  # a resumed job keeps the seeds that finished or failed alone
+            done.append(ended)
+            continue
+        figures = {
+            **job.summary,
+            "seed": seed,
+            "run_dir": str(seed_dir),
+            "overrides": [*overrides, f"seed={seed}"],
+        }
+        name = run_name_of(overrides, job.choices, job.summary["env_id"], seed)
+        members.append(Member(with_seed(settings, seed), seed_dir, job.choices, name, figures))
+    train_members(members, stop)
+    for member in members:
+        log.info(closing_line(member.figures))
+    per_seed = sorted(done + [m.figures for m in members], key=lambda s: s["seed"])
+    failed = [s for s in per_seed if s.get("status") != "finished"]
+    figures = seed_figures(per_seed)
+    if failed:
+        figures["failure"] = "; ".join(f"seed {s['seed']}: {s.get('error')}" for s in failed)
+    return figures
+
+
+def train_members(members: list[Any], stop: GracefulStop | None) -> None:
+    """Train a population, each member's summary.json written at its start and end (as a
+    job's): finished, or failed with the reason when it failed alone."""
+    from ppo_lab.population.trainer import train_population
+
+    with ExitStack() as stack:
+        for member in members:
+            member.run_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(recorded(member.run_dir / "summary.json", member.figures))
+        if members:
+            train_population(members, stop)
 
 
 def finished_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -171,6 +303,20 @@ def finished_summary(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) and summary.get("status") == "finished" else None
+
+
+def ended_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of a run that finished, or failed on its own (a population member's
+    non-finite loss: run it again alone with `rerun-failed`), in `run_dir`."""
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict):
+        return None
+    ended = summary.get("status") == "finished" or summary.get("failure") is not None
+    return summary if ended else None
 
 
 def train_seeds(
@@ -186,8 +332,6 @@ def train_seeds(
     fails the trial (a diverging configuration rarely recovers on the next seed). Returns the
     trial's figures: `final_return` = IQM of the seeds' final returns, and the per-seed values.
     """
-    from ppo_lab.report.stats import iqm
-
     first, count = settings.run.seed, settings.run.seeds_per_trial
     overrides = [o for o in job_summary["overrides"] if o.lstrip("+").split("=")[0] != "seed"]
     per_seed: list[dict[str, Any]] = []
@@ -214,10 +358,21 @@ def train_seeds(
             job_summary["failed_seed"] = seed  # the job's summary names the seed that failed
             raise
         per_seed.append(seed_summary)
+    return seed_figures(per_seed)
+
+
+def seed_figures(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """A multi-seed job's figures: the IQM of its seeds' final returns and each seed's."""
+    from ppo_lab.report.stats import iqm
+
     returns = [s["final_return"] for s in per_seed if s.get("final_return") is not None]
+    final = float(iqm(returns)) if returns else None
+    threshold = next((s["reward_threshold"] for s in per_seed if s.get("reward_threshold")), None)
     return {
-        "final_return": float(iqm(returns)) if returns else None,
+        "final_return": final,
         "objective": "IQM of the seeds' final returns",
+        "reward_threshold": threshold,
+        "solved": None if final is None or threshold is None else final >= threshold,
         "seeds": [s["seed"] for s in per_seed],
         "seed_returns": [s.get("final_return") for s in per_seed],
         "eval_return": _mean([s.get("eval_return") for s in per_seed]),

@@ -241,8 +241,9 @@ class Normalizers:
     reward: RewardScaler | None
     value_target: RunningMeanStd | None
 
-    def observation(self, raw: Tensor) -> Tensor:
-        """What the networks see: raw, or clip((o - mean) / std, +-obs_clip)."""
+    def observation(self, raw: Tensor, envs: Tensor | None = None) -> Tensor:
+        """What the networks see: raw, or clip((o - mean) / std, +-obs_clip). `envs` (the env of
+        each row) does not matter here: every env of a run shares the statistics."""
         if self.obs is None:
             return raw
         return self.obs.normalize(raw.float(), clip=self.obs_clip)

@@ -153,6 +153,7 @@ class WandbTracker:
             config={**config, "choices": choices},
             id=run_id,
             resume="allow",  # a resumed run (same id) continues the same W&B run
+            reinit="create_new",  # the members of a population are runs of one process
         )
 
     def log(self, metrics: dict[str, float], step: int) -> None:

@@ -95,17 +95,19 @@ def collect_rollout(
     norm: Normalizers,
     raw_obs: Tensor | None,
     bootstrap_truncations: bool = True,
-) -> tuple[np.ndarray, list[float], list[int]]:
+) -> tuple[np.ndarray, list[float], list[int], list[int]]:
     """Fill `buf` with T steps of every env acting with the current policy.
 
     Only the actor runs per step; log-probs and values are computed afterwards in one batched
-    pass (`evaluate_rollout`). Returns the next observation and the episodes that finished.
+    pass (`evaluate_rollout`). Returns the next observation and the returns, lengths and envs of
+    the episodes that finished.
     `bootstrap_truncations=False` treats a time limit as a termination (as CleanRL does).
     """
     device = buf.obs.device
     action_space = envs.single_action_space
     returns: list[float] = []
     lengths: list[int] = []
+    env_ids: list[int] = []
     buf.truncations.clear()
     for t in range(buf.num_steps):
         obs_t = torch.from_numpy(obs_np)  # zero-copy view of the env's array
@@ -121,18 +123,20 @@ def collect_rollout(
         else:
             buf.host.record(t, step.reward, step.terminated, step.truncated)
         if bootstrap_truncations and step.final_obs is not None:  # detail: bootstrap V(final obs)
-            truncated = np.flatnonzero(step.truncated & ~step.terminated)
+            truncated = torch.from_numpy(np.flatnonzero(step.truncated & ~step.terminated))
+            truncated = truncated.to(device)
             final = torch.from_numpy(step.final_obs).to(device)
             buf.truncations.append(
                 (
                     t,
-                    torch.from_numpy(truncated).to(device),
-                    norm.observation(final).to(buf.obs.dtype),
+                    truncated,
+                    norm.observation(final, envs=truncated).to(buf.obs.dtype),
                 )
             )
         if step.episodes is not None:
             returns.extend(step.episodes.returns.tolist())
             lengths.extend(step.episodes.lengths.tolist())
+            env_ids.extend(step.episodes.env_ids.tolist())
         obs_np = step.obs
     obs_t = torch.from_numpy(obs_np)
     buf.last_obs.copy_(norm.observation(obs_t.to(device)) if norm.obs is not None else obs_t)
@@ -140,7 +144,7 @@ def collect_rollout(
     if norm.reward is not None:  # detail: reward scaling by the std of discounted returns
         for t in range(buf.num_steps):  # in step order: the scaler's running return is sequential
             buf.rewards[t] = norm.reward(buf.rewards[t], buf.done[t])
-    return obs_np, returns, lengths
+    return obs_np, returns, lengths, env_ids
 
 
 @torch.no_grad()
@@ -459,7 +463,7 @@ def train(
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = annealed_lr(base, update_index, run.num_updates)
 
-            obs_np, ep_returns, ep_lengths = collect_rollout(
+            obs_np, ep_returns, ep_lengths, _ = collect_rollout(
                 envs, agent, buf, obs_np, norm, raw_obs, run.bootstrap_truncations
             )
             where = (
@@ -489,21 +493,16 @@ def train(
                 diagnostics = {}
 
             elapsed = time.perf_counter() - start
-            record: dict[str, float] = {
-                "charts/SPS": (global_step - start_step) / (elapsed - eval_seconds),
-                "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                **diagnostics,
-            }
-            if skipped_updates:
-                record["charts/skipped_updates"] = skipped_updates
-            if kl_beta is not None:
-                record["losses/kl_beta"] = kl_beta
-            if ep_returns:
-                record["charts/episodic_return"] = float(np.mean(ep_returns))
-                record["charts/episodic_length"] = float(np.mean(ep_lengths))
-                record["charts/episodes"] = len(ep_returns)
-                recent_returns = (recent_returns + ep_returns)[-RECENT_EPISODES:]
-                record["charts/recent_return"] = float(np.mean(recent_returns))  # last 10
+            recent_returns = (recent_returns + ep_returns)[-RECENT_EPISODES:]
+            record = update_record(
+                sps=(global_step - start_step) / (elapsed - eval_seconds),
+                learning_rate=optimizer.param_groups[0]["lr"],
+                diagnostics=diagnostics,
+                skipped_updates=skipped_updates,
+                kl_beta=kl_beta,
+                episodes=(ep_returns, ep_lengths),
+                recent_returns=recent_returns,
+            )
             metrics.write({"global_step": global_step, "time": round(elapsed, 3), **record})
             tracker.log(record, step=global_step)
             last_metrics = record
@@ -536,17 +535,57 @@ def train(
         progress.close()
         metrics.close()
         envs.close()
-        final_return = float(np.mean(recent_returns)) if recent_returns else None
-        threshold = figures["reward_threshold"]
-        figures.update(
-            final_return=final_return,
-            final_metrics=last_metrics,
-            solved=None if final_return is None or threshold is None else final_return >= threshold,
-        )
-        if skipped_updates:
-            figures["skipped_updates"] = skipped_updates
+        final_figures(figures, recent_returns, last_metrics, skipped_updates)
         tracker.finish({k: v for k, v in figures.items() if k != "final_metrics"}, exit_code)
     return figures
+
+
+def update_record(
+    *,
+    sps: float,
+    learning_rate: float,
+    diagnostics: dict[str, float],
+    skipped_updates: int,
+    kl_beta: float | None,
+    episodes: tuple[list[float], list[int]],
+    recent_returns: list[float],
+) -> dict[str, float]:
+    """One update's row of metrics.jsonl (and W&B): speed, learning rate, loss diagnostics, and
+    the episodes that finished in its rollout."""
+    record: dict[str, float] = {
+        "charts/SPS": sps,
+        "charts/learning_rate": learning_rate,
+        **diagnostics,
+    }
+    if skipped_updates:
+        record["charts/skipped_updates"] = skipped_updates
+    if kl_beta is not None:
+        record["losses/kl_beta"] = kl_beta
+    returns, lengths = episodes
+    if returns:
+        record["charts/episodic_return"] = float(np.mean(returns))
+        record["charts/episodic_length"] = float(np.mean(lengths))
+        record["charts/episodes"] = len(returns)
+        record["charts/recent_return"] = float(np.mean(recent_returns))  # last 10
+    return record
+
+
+def final_figures(
+    figures: dict[str, Any],
+    recent_returns: list[float],
+    last_metrics: dict[str, float],
+    skipped_updates: int,
+) -> None:
+    """The run's closing figures: final return (last 10 episodes), solved, last metrics."""
+    final_return = float(np.mean(recent_returns)) if recent_returns else None
+    threshold = figures.get("reward_threshold")
+    figures.update(
+        final_return=final_return,
+        final_metrics=last_metrics,
+        solved=None if final_return is None or threshold is None else final_return >= threshold,
+    )
+    if skipped_updates:
+        figures["skipped_updates"] = skipped_updates
 
 
 def holds_a_run(run_dir: Path) -> bool:

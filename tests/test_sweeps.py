@@ -164,7 +164,12 @@ def test_launcher_preset_spells_out_the_plugin_config(path: Path) -> None:
             "LocalQueueConf" if "Local" in preset["_target_"] else "SlurmQueueConf",
         ),
         "hydra_ray_launcher": ("_config", "RayLauncherConf"),
-        "ppo_lab_launcher": ("config", "ProcessLauncherConf"),
+        "ppo_lab_launcher": (
+            "config",
+            "PopulationLauncherConf"
+            if "Population" in preset["_target_"]
+            else "ProcessLauncherConf",
+        ),
     }[plugin]
     config_module = pytest.importorskip(f"hydra_plugins.{plugin}.{schema_module}")
     fields = {f.name for f in dataclasses.fields(getattr(config_module, schema_name))}

@@ -1,4 +1,4 @@
-"""The launcher's config schema, registered as `hydra/launcher=processes`."""
+"""The launchers' config schemas, registered as `hydra/launcher=processes` and `populations`."""
 
 from dataclasses import dataclass
 
@@ -13,4 +13,16 @@ class ProcessLauncherConf:
 
 ConfigStore.instance().store(
     group="hydra/launcher", name="processes", node=ProcessLauncherConf, provider="ppo_lab"
+)
+
+
+@dataclass
+class PopulationLauncherConf:
+    _target_: str = "hydra_plugins.ppo_lab_launcher.population_launcher.PopulationLauncher"
+    n_jobs: int = -1  # populations at once; -1 = the cores this process may use
+    max_members: int = -1  # the largest population; -1 = no limit
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="populations", node=PopulationLauncherConf, provider="ppo_lab"
 )

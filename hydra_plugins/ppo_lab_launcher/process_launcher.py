@@ -16,8 +16,10 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -52,49 +54,81 @@ def _record(sweep_dir: Path, entry: dict[str, Any]) -> None:
         out.write(json.dumps(entry) + "\n")
 
 
-def _run_one(
-    conn: Connection,
-    idx: int,
-    overrides: list[str],
+Job = tuple[int, list[str]]  # (job number, overrides)
+# Runs a unit of jobs in its process: (jobs, hydra_context, config, task_function) -> returns.
+UnitRunner = Callable[[list[Job], HydraContext, DictConfig, TaskFunction], list[JobReturn]]
+
+
+def job_config(
     hydra_context: HydraContext,
     config: DictConfig,
-    task_function: TaskFunction,
-    singleton_state: Any,
-) -> None:
-    """In the job's process: compose its config, run it, send its JobReturn back."""
-    setup_globals()
-    Singleton.set_state(singleton_state)
+    idx: int,
+    overrides: list[str],
+    prefix: str | None = None,
+) -> DictConfig:
+    """The job's composed config, numbered, its console lines prefixed with `[#idx]` (or
+    `[prefix]`); it is also made the current `HydraConfig`."""
     sweep_config = hydra_context.config_loader.load_sweep_config(config, overrides)
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
         sweep_config.hydra.job.num = idx
         for formatter in (sweep_config.hydra.job_logging.get("formatters") or {}).values():
             if "format" in formatter:  # parallel jobs share the console: say whose line it is
-                formatter.format = f"[#{idx}]{formatter.format}"
+                formatter.format = f"[{prefix or f'#{idx}'}]{formatter.format}"
     HydraConfig.instance().set_config(sweep_config)
-    try:
-        ret = run_job(
-            hydra_context=hydra_context,
-            config=sweep_config,
-            task_function=task_function,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
+    return sweep_config
+
+
+def run_each(
+    jobs: list[Job], hydra_context: HydraContext, config: DictConfig, task_function: TaskFunction
+) -> list[JobReturn]:
+    """The local launcher's unit: its one job, through Hydra's `run_job`."""
+    returns = []
+    for idx, overrides in jobs:
+        returns.append(
+            run_job(
+                hydra_context=hydra_context,
+                config=job_config(hydra_context, config, idx, overrides),
+                task_function=task_function,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
         )
-    except KeyboardInterrupt as err:  # a stop signal: the job saved its state and said so
-        os._exit(getattr(err, "exit_code", 130))  # no traceback from multiprocessing
-    # What sweepers read: status and return value (the job's configs stay in its job dir).
-    lean = JobReturn(
-        overrides=ret.overrides,
-        status=ret.status,
-        _return_value=ret._return_value,
-        working_dir=ret.working_dir,
-        task_name=ret.task_name,
-    )
+    return returns
+
+
+def _run_unit(
+    conn: Connection,
+    jobs: list[Job],
+    hydra_context: HydraContext,
+    config: DictConfig,
+    task_function: TaskFunction,
+    singleton_state: Any,
+    runner: UnitRunner,
+) -> None:
+    """In the unit's process: run its jobs, send their JobReturns back."""
+    setup_globals()
+    Singleton.set_state(singleton_state)
     try:
-        conn.send(lean)
-    except Exception:  # an exception that does not pickle: its text does
-        lean._return_value = RuntimeError(f"job {idx}: {ret._return_value!r}")
-        conn.send(lean)
+        returns = runner(jobs, hydra_context, config, task_function)
+    except KeyboardInterrupt as err:  # a stop signal: the jobs saved their state and said so
+        os._exit(getattr(err, "exit_code", 130))  # no traceback from multiprocessing
+    lean = []
+    for (idx, _), ret in zip(jobs, returns, strict=True):
+        # What sweepers read: status and return value (the job's configs stay in its job dir).
+        job_return = JobReturn(
+            overrides=ret.overrides,
+            status=ret.status,
+            _return_value=ret._return_value,
+            working_dir=ret.working_dir,
+            task_name=ret.task_name,
+        )
+        try:
+            pickle.dumps(job_return)
+        except Exception:  # an exception that does not pickle: its text does
+            job_return._return_value = RuntimeError(f"job {idx}: {ret._return_value!r}")
+        lean.append(job_return)
+    conn.send(lean)
     conn.close()
 
 
@@ -122,57 +156,72 @@ class ProcessLauncher(Launcher):
         for idx, overrides in jobs:
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             _record(sweep_dir, {"job": idx, "overrides": overrides})
+        results = self._run_units(sweep_dir, self.units(jobs), self.runner)
+        return [results[idx] for idx, _ in jobs]
+
+    runner: UnitRunner = staticmethod(run_each)
+
+    def units(self, jobs: list[Job]) -> list[list[Job]]:
+        """The jobs each process runs: one each."""
+        return [[job] for job in jobs]
+
+    def _run_units(
+        self, sweep_dir: Path, units: list[list[Job]], runner: UnitRunner
+    ) -> dict[int, JobReturn]:
+        """Each unit in a process of its own, `n_jobs` at once; a unit whose process dies
+        loses its jobs alone."""
         context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         state = Singleton.get_state()
         results: dict[int, JobReturn] = {}
-        pending = list(jobs)
-        running: dict[int, tuple[Any, Connection, list[str]]] = {}
+        pending = list(units)
+        running: dict[int, tuple[Any, Connection, list[Job]]] = {}
         try:
             while pending or running:
                 while pending and len(running) < self.n_jobs:
-                    idx, overrides = pending.pop(0)
+                    unit = pending.pop(0)
                     receive, send = context.Pipe(duplex=False)
                     process = context.Process(
-                        target=_run_one,
-                        name=f"ppo_lab-job-{idx}",
+                        target=_run_unit,
+                        name=f"ppo_lab-job-{unit[0][0]}",
                         args=(
                             send,
-                            idx,
-                            overrides,
+                            unit,
                             self.hydra_context,
                             self.config,
                             self.task_function,
                             state,
+                            runner,
                         ),
                     )
                     process.start()
                     send.close()
-                    running[idx] = (process, receive, overrides)
+                    running[unit[0][0]] = (process, receive, unit)
                 ready = wait(
                     [r for _, r, _ in running.values()]
                     + [p.sentinel for p, _, _ in running.values()]
                 )
-                for idx, (process, receive, overrides) in list(running.items()):
+                for key, (process, receive, unit) in list(running.items()):
                     if receive not in ready and process.sentinel not in ready:
                         continue
-                    result = None
+                    returned = None
                     if receive.poll():
                         try:
-                            result = receive.recv()
+                            returned = receive.recv()
                         except EOFError:
-                            result = None
+                            returned = None
                     process.join()
                     receive.close()
-                    del running[idx]
-                    results[idx] = (
-                        result
-                        if result is not None
-                        else self._lost(sweep_dir, idx, overrides, process.exitcode)
-                    )
+                    del running[key]
+                    for i, (idx, overrides) in enumerate(unit):
+                        results[idx] = (
+                            returned[i]
+                            if returned is not None
+                            else self._lost(sweep_dir, idx, overrides, process.exitcode)
+                        )
         finally:
             for process, _, _ in running.values():  # the sweep itself was stopped
                 process.terminate()
-        return [results[idx] for idx, _ in jobs]
+        return results
 
     @staticmethod
     def _lost(sweep_dir: Path, idx: int, overrides: list[str], exitcode: int | None) -> JobReturn:

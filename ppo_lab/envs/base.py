@@ -45,7 +45,10 @@ class VectorEnv(Protocol):
     single_action_space: gym.Space
     reward_threshold: float | None
 
-    def reset(self, seed: int) -> np.ndarray: ...
+    def reset(self, seed: int | list[int]) -> np.ndarray:
+        """Start every env: env i seeded seed + i, or seed[i] where the backend seeds per env
+        (gymnasium; envpool seeds the pool with seed[0])."""
+        ...
 
     def step(self, actions: np.ndarray) -> Step: ...
 

@@ -74,8 +74,10 @@ class EnvpoolVectorEnv:
         spec = envpool.make_spec(env_id, **kwargs)
         return spec.gymnasium_observation_space, spec.gymnasium_action_space
 
-    def reset(self, seed: int) -> np.ndarray:
-        # envpool seeds at construction: build the pool here, with the run's seed.
+    def reset(self, seed: int | list[int]) -> np.ndarray:
+        # envpool seeds at construction: build the pool here, with the run's seed (env i gets
+        # seed + i; a seed per env cannot be given, so a list seeds the pool with its first).
+        seed = seed if isinstance(seed, int) else seed[0]
         if self._envs is not None:
             self._envs.close()
         self._envs = envpool.make_gymnasium(

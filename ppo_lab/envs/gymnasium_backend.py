@@ -93,8 +93,8 @@ class GymnasiumVectorEnv:
         finally:
             env.close()
 
-    def reset(self, seed: int) -> np.ndarray:
-        self._envs.action_space.seed(seed)
+    def reset(self, seed: int | list[int]) -> np.ndarray:
+        self._envs.action_space.seed(seed if isinstance(seed, int) else seed[0])
         obs, _ = self._envs.reset(seed=seed)
         return obs
 

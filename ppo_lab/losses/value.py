@@ -87,8 +87,11 @@ def huber(
     outside, the gradient magnitude is capped at delta instead of growing with |e|, which limits
     the pull of outlier returns. delta is in units of the return: with unnormalised rewards of
     scale >> delta the loss is effectively L1. (This is torch's `huber_loss`, not `smooth_l1_loss`,
-    which divides the quadratic part by its beta and so changes scale with it.)
+    which divides the quadratic part by its beta and so changes scale with it; written out here
+    so that delta may be a tensor.)
     `old_values` is unused.
     """
-    per_sample = torch.nn.functional.huber_loss(values, returns, reduction="none", delta=delta)
+    err = values - returns
+    abs_err = err.abs()  # delta may be a tensor (one per member of a population)
+    per_sample = torch.where(abs_err < delta, 0.5 * err.square(), delta * (abs_err - 0.5 * delta))
     return _mean(per_sample, weight), {"value_clipfrac": values.new_zeros(())}

@@ -39,10 +39,12 @@ class ActorCritic(nn.Module):
         encoder = self.actor_encoder if self.critic_encoder is None else self.critic_encoder
         return self.value_head(encoder(obs)).squeeze(-1)
 
-    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        """Sample (or take the mode of) an action per observation."""
+    def act(self, obs: Tensor, deterministic: bool = False, noise: Tensor | None = None) -> Tensor:
+        """Sample (or take the mode of) an action per observation. `noise` is the sample's
+        randomness (`head.draw_noise`, the shape of the distribution parameters); None draws it
+        from torch's global generator."""
         params = self.policy_params(obs)
-        return self.head.mode(params) if deterministic else self.head.sample(params)
+        return self.head.mode(params) if deterministic else self.head.sample(params, noise)
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy of pi(.|s), V(s)), each [B]; a shared encoder runs once."""

@@ -35,9 +35,17 @@ class CategoricalHead(nn.Module):
         return self.linear(features)
 
     @staticmethod
-    def sample(logits: Tensor) -> Tensor:
+    def draw_noise(shape: torch.Size, generator: torch.Generator | None = None) -> Tensor:
+        """E ~ Exp(1) of the logits' shape: the randomness of one `sample`."""
+        device = None if generator is None else generator.device
+        return torch.empty(shape, device=device).exponential_(generator=generator)
+
+    @staticmethod
+    def sample(logits: Tensor, noise: Tensor | None = None) -> Tensor:
         # Gumbel-max: argmax(logits + G), G = -log(E), E ~ Exp(1)  ==  a sample of softmax(logits)
-        return (logits - torch.empty_like(logits).exponential_().log_()).argmax(-1)
+        if noise is None:
+            noise = torch.empty_like(logits).exponential_()
+        return (logits - noise.log()).argmax(-1)
 
     @staticmethod
     def mode(logits: Tensor) -> Tensor:
@@ -71,8 +79,13 @@ class MultiDiscreteHead(nn.Module):
     def _split(self, logits: Tensor) -> tuple[Tensor, ...]:
         return logits.split(self.nvec, dim=-1)
 
-    def sample(self, logits: Tensor) -> Tensor:
-        return torch.stack([CategoricalHead.sample(part) for part in self._split(logits)], -1)
+    draw_noise = CategoricalHead.draw_noise  # one E ~ Exp(1) per logit
+
+    def sample(self, logits: Tensor, noise: Tensor | None = None) -> Tensor:
+        if noise is None:
+            noise = torch.empty_like(logits).exponential_()
+        parts = zip(self._split(logits), self._split(noise), strict=True)
+        return torch.stack([CategoricalHead.sample(part, e) for part, e in parts], -1)
 
     def mode(self, logits: Tensor) -> Tensor:
         return torch.stack([part.argmax(-1) for part in self._split(logits)], -1)
@@ -103,8 +116,16 @@ class GaussianHead(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         return self.linear(features)
 
-    def sample(self, mean: Tensor) -> Tensor:
-        return mean + self.log_std.exp() * torch.randn_like(mean)
+    @staticmethod
+    def draw_noise(shape: torch.Size, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ N(0, 1) of the means' shape: the randomness of one `sample`."""
+        device = None if generator is None else generator.device
+        return torch.randn(shape, generator=generator, device=device)
+
+    def sample(self, mean: Tensor, noise: Tensor | None = None) -> Tensor:
+        if noise is None:
+            noise = torch.randn_like(mean)
+        return mean + self.log_std.exp() * noise  # a = mu + sigma z
 
     @staticmethod
     def mode(mean: Tensor) -> Tensor:

@@ -1,0 +1,145 @@
+"""Populations against separate runs, measured in one process so the ratios hold on a noisy machine.
+
+    python benchmarks/populations.py [--sizes 1 4 16] [--updates 4] [--study] [--study-steps N]
+
+For each workload, the training SPS of one separate run (`ppo_lab.train.train`) and of
+populations of M members (`ppo_lab.population`), counted over all members' env steps, and their
+ratio: how many runs' worth of env steps a population takes per second of one core. The
+workloads are CartPole with CleanRL's settings (4 envs x 128 steps, 4 epochs x 4 minibatches),
+CartPole with the RL Zoo recipe (ppo_lab's default, 8 envs x 32 steps, 20 epochs of the whole
+batch), each on gymnasium and on envpool, and HalfCheetah-v4 (ppo_lab's MuJoCo recipe, envpool).
+Start-up (imports, env construction) is excluded: the clock runs from the first reset to the end
+of the last update (`figures["train_time_s"]`).
+
+With `--study`, the wall time of `experiment=loss_ablation` (4 losses x 5 seeds) with
+`hydra/launcher=population` against `hydra/launcher=local`, whole processes, and the
+per-variant mean final returns of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import compose_config
+
+from ppo_lab.config import validate
+from ppo_lab.population.trainer import Member, train_population
+from ppo_lab.train import train
+
+WORKLOADS = {
+    "CartPole, CleanRL settings, gymnasium": [
+        "recipe=none",
+        "num_envs=4",
+        "num_steps=128",
+        "update_epochs=4",
+        "num_minibatches=4",
+        "optim.lr=2.5e-4",
+    ],
+    "CartPole, CleanRL settings, envpool": [
+        "recipe=none",
+        "num_envs=4",
+        "num_steps=128",
+        "update_epochs=4",
+        "num_minibatches=4",
+        "optim.lr=2.5e-4",
+        "env/backend=envpool",
+    ],
+    "CartPole, RL Zoo recipe (default), gymnasium": [],
+    "CartPole, RL Zoo recipe (default), envpool": ["env/backend=envpool"],
+    "HalfCheetah-v4, MuJoCo recipe, envpool": ["env=mujoco"],
+}
+
+
+def settings_of(overrides: list[str], updates: int, seed: int):
+    base = validate(compose_config(*overrides))
+    steps = updates * base.run.batch_size
+    return validate(
+        compose_config(
+            *overrides, f"total_timesteps={steps}", f"seed={seed}", "checkpoint_interval=0"
+        )
+    )
+
+
+def single_sps(overrides: list[str], updates: int, root: Path) -> float:
+    settings = settings_of(overrides, updates, seed=1)
+    figures = train(settings, root / "single", {}, "benchmark")
+    return figures["global_step"] / figures["train_time_s"]
+
+
+def population_sps(overrides: list[str], updates: int, size: int, root: Path) -> float:
+    members = [
+        Member(settings_of(overrides, updates, seed), root / f"pop{size}" / f"seed_{seed}", {}, "b")
+        for seed in range(1, size + 1)
+    ]
+    train_population(members)
+    steps = sum(m.figures["global_step"] for m in members)
+    return steps / members[0].figures["train_time_s"]
+
+
+def study(launcher: str, steps: int | None, out: Path) -> tuple[float, dict[str, float]]:
+    """Wall time of `experiment=loss_ablation` with `launcher`, and each loss's mean return."""
+    command = [
+        sys.executable,
+        "-m",
+        "ppo_lab",
+        "-m",
+        "experiment=loss_ablation",
+        f"hydra/launcher={launcher}",
+        "logger=none",
+        f"hydra.sweep.dir={out}",
+        *([f"total_timesteps={steps}"] if steps else []),
+    ]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    returns: dict[str, list[float]] = {}
+    for path in out.glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        returns.setdefault(summary["choices"]["loss"], []).append(summary["final_return"])
+    return seconds, {loss: sum(r) / len(r) for loss, r in sorted(returns.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--updates", type=int, default=4, help="updates per measurement")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--study", action="store_true", help="also time experiment=loss_ablation")
+    parser.add_argument("--study-steps", type=int, default=None, help="total_timesteps per job")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"one core (torch threads 1); {args.updates} updates per measurement")
+    print(
+        f"{'workload':48s} {'1 run':>8s} " + " ".join(f"{'M=' + str(m):>16s}" for m in args.sizes)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.workloads:
+            overrides = WORKLOADS[name]
+            root = Path(tmp) / name.replace(" ", "_").replace(",", "")
+            single = single_sps(overrides, args.updates, root)
+            cells = []
+            for size in args.sizes:
+                sps = population_sps(overrides, args.updates, size, root)
+                cells.append(f"{sps:>8,.0f} ({sps / single:4.1f}x)")
+            print(f"{name:48s} {single:>8,.0f} " + " ".join(f"{c:>16s}" for c in cells))
+        if args.study:
+            results = {}
+            for launcher in ("local", "population"):
+                results[launcher] = study(launcher, args.study_steps, Path(tmp) / launcher)
+            local, population = results["local"][0], results["population"][0]
+            print("experiment=loss_ablation (4 losses x 5 seeds), whole sweep wall time:")
+            for launcher, (seconds, returns) in results.items():
+                means = ", ".join(f"{loss} {value:.1f}" for loss, value in returns.items())
+                print(f"  {launcher:10s} {seconds:7.1f} s   mean final return: {means}")
+            print(f"  local / population: {local / population:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""Populations: many seeds and coefficient settings of one config trained in one process.
+
+    agents.py         M actor-critics with stacked parameters, one vmapped pass for all
+    optim.py          Adam(W) and gradient-norm clipping per member
+    coefficients.py   members' loss and estimator coefficients as tensors [M]
+    normalization.py  each member's running statistics, stacked
+    packing.py        which runs can be one population (`hydra/launcher=population` groups by it)
+    trainer.py        the loop: `train_population(members)`
+
+`python -m ppo_lab population=16` trains seeds seed..seed+15 of one config as members;
+`-m ... hydra/launcher=population` packs a sweep's jobs into populations.
+"""
