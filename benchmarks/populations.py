@@ -11,7 +11,7 @@ batch), each on gymnasium and on envpool, and HalfCheetah-v4 (ppo_lab's MuJoCo r
 Start-up (imports, env construction) is excluded: the clock runs from the first reset to the end
 of the last update (`figures["train_time_s"]`).
 
-With `--study`, the wall time of `experiment=loss_ablation` (4 losses x 5 seeds) with
+With `--study`, the wall time of `experiment=loss_ablation` (4 losses x 10 seeds) with
 `hydra/launcher=population` against `hydra/launcher=local`, whole processes, and the
 per-variant mean final returns of both.
 """
@@ -83,8 +83,8 @@ def population_sps(overrides: list[str], updates: int, size: int, root: Path) ->
     return steps / members[0].figures["train_time_s"]
 
 
-def study(launcher: str, steps: int | None, out: Path) -> tuple[float, dict[str, float]]:
-    """Wall time of `experiment=loss_ablation` with `launcher`, and each loss's mean return."""
+def study(launcher: str, steps: int | None, out: Path) -> tuple[float, dict[str, list[float]]]:
+    """Wall time of `experiment=loss_ablation` with `launcher`, and each loss's final returns."""
     command = [
         sys.executable,
         "-m",
@@ -99,18 +99,18 @@ def study(launcher: str, steps: int | None, out: Path) -> tuple[float, dict[str,
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     seconds = time.perf_counter() - start
-    returns: dict[str, list[float]] = {}
+    returns: dict[str, list[float]] = {}  # loss -> its jobs' final returns
     for path in out.glob("*/summary.json"):
         summary = json.loads(path.read_text())
         returns.setdefault(summary["choices"]["loss"], []).append(summary["final_return"])
-    return seconds, {loss: sum(r) / len(r) for loss, r in sorted(returns.items())}
+    return seconds, {loss: r for loss, r in sorted(returns.items())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--updates", type=int, default=4, help="updates per measurement")
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--study", action="store_true", help="also time experiment=loss_ablation")
     parser.add_argument("--study-steps", type=int, default=None, help="total_timesteps per job")
     args = parser.parse_args()
@@ -136,7 +136,7 @@ def main() -> None:
             local, population = results["local"][0], results["population"][0]
             print("experiment=loss_ablation (4 losses x 5 seeds), whole sweep wall time:")
             for launcher, (seconds, returns) in results.items():
-                means = ", ".join(f"{loss} {value:.1f}" for loss, value in returns.items())
+                means = ", ".join(f"{loss} {sum(r) / len(r):.1f}" for loss, r in returns.items())
                 print(f"  {launcher:10s} {seconds:7.1f} s   mean final return: {means}")
             print(f"  local / population: {local / population:.2f}x")
 

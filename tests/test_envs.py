@@ -120,3 +120,47 @@ def test_user_env_by_module_and_class():
         assert envs.reward_threshold is None
     finally:
         envs.close()
+
+
+# MuJoCo through both backends: gymnasium's MuJoCo envs (the `mujoco` package) and envpool's.
+MUJOCO_BACKENDS = ["gymnasium_sync", "envpool"]
+
+
+@pytest.mark.parametrize("backend", MUJOCO_BACKENDS)
+def test_mujoco_time_limit_truncates_with_the_final_obs_and_resets_on_the_same_step(backend):
+    envs = vector_env(backend, 2, "HalfCheetah-v4", kwargs={"max_episode_steps": 5})
+    try:
+        first = envs.reset(seed=0).copy()
+        assert first.shape == (2, 17) and envs.single_action_space.shape == (6,)
+        actions = np.full((2, 6), 0.5, dtype=np.float32)
+        for t in range(10):
+            step = envs.step(actions)
+            assert step.reward.dtype == np.float32 and step.reward.shape == (2,)
+            if (t + 1) % 5:
+                assert not step.truncated.any() and step.final_obs is None
+                continue
+            assert step.truncated.all() and not step.terminated.any()  # the cheetah never falls
+            assert step.final_obs is not None and step.final_obs.shape == (2, 17)
+            # the reset state is near the initial pose; the final state has moved away from it
+            assert np.abs(step.obs).max() < 0.5 < np.abs(step.final_obs).max()
+            assert step.episodes.lengths.tolist() == [5, 5]
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize("backend", MUJOCO_BACKENDS)
+def test_mujoco_termination_has_no_final_obs(backend):
+    """Hopper falls when pushed: a termination, reported once, never bootstrapped."""
+    envs = vector_env(backend, 1, "Hopper-v4")
+    try:
+        envs.reset(seed=0)
+        for t in range(1, 1000):
+            step = envs.step(np.ones((1, 3), dtype=np.float32))
+            if step.terminated[0]:
+                assert not step.truncated[0] and step.final_obs is None
+                assert step.episodes.lengths.tolist() == [t]
+                break
+        else:
+            pytest.fail("Hopper never fell")
+    finally:
+        envs.close()
