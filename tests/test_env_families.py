@@ -104,7 +104,7 @@ def test_recipe_none_leaves_the_env_with_the_defaults():
 def test_mujoco_recipe_is_cleanrl_continuous():
     cfg, choices = compose_app("env=mujoco")
     assert (choices["network"], choices["normalization"]) == ("mlp", "obs_reward")
-    assert (cfg.env.id, choices["env/backend"]) == ("HalfCheetah-v4", "envpool")
+    assert (cfg.env.id, choices["env/backend"]) == ("HalfCheetah-v4", "gymnasium_sync")
     run = validate(cfg).run
     sizes = (run.num_envs, run.num_steps, run.update_epochs, run.num_minibatches)
     assert sizes == (1, 2048, 10, 32)
@@ -381,10 +381,10 @@ def test_video_frames_are_the_atari_observations(tmp_path):
 
 
 def test_no_video_for_envs_that_cannot_render(recwarn):
-    """envpool MuJoCo: vector observations and no OpenGL here: a warning, not a crash."""
+    """envpool MuJoCo: vector observations and no renderer: a warning, not a crash."""
     from ppo_lab import video
 
-    cfg, _ = compose_app("env=mujoco")
+    cfg, _ = compose_app("env=mujoco", "env/backend=envpool")
     obs_space = gym.spaces.Box(-np.inf, np.inf, (17,), np.float64)  # HalfCheetah's
     frames = video.record_episode(
         lambda n: build(cfg.env, num_envs=n), dict(cfg.env), obs_space, lambda o: o, seed=0
@@ -426,4 +426,25 @@ def test_cartpole_video_frames_come_from_gymnasium_rendering():
     )
     assert frames is not None and frames.dtype == np.uint8
     assert frames.shape[1:] == (400, 600, 3) and 8 <= len(frames) <= 500  # pushed left: falls
+    assert frames[0].std() > 0, "a real picture, not a blank frame"
+
+
+def test_mujoco_video_frames_come_from_gymnasium_rendering():
+    """env=mujoco renders through gymnasium's MuJoCo envs (EGL off-screen on a headless box)."""
+    from ppo_lab import video
+
+    cfg, _ = compose_app("env=mujoco")
+    env_node = OmegaConf.to_container(cfg.env)
+    space = gym.spaces.Box(-np.inf, np.inf, (17,), np.float64)
+    frames = video.record_episode(
+        lambda n: build(cfg.env, num_envs=n),
+        env_node,
+        space,
+        lambda o: np.zeros((len(o), 6), dtype=np.float32),
+        seed=0,
+        max_frames=20,
+    )
+    if frames is None:
+        pytest.skip("no off-screen OpenGL (EGL) on this machine")
+    assert frames.dtype == np.uint8 and frames.shape == (20, 480, 480, 3)
     assert frames[0].std() > 0, "a real picture, not a blank frame"

@@ -9,6 +9,8 @@ puts the true final observation in `info["final_obs"]`.
 from __future__ import annotations
 
 import importlib
+import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +21,11 @@ from gymnasium.vector import AutoresetMode
 from ppo_lab.envs.base import EpisodeTracker, Step
 from ppo_lab.envs.checks import signature_problems, unknown_id, user_factory
 
+# MuJoCo renders off-screen through EGL where there is no display (a headless server).
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
 MAKE_KWARGS = ("max_episode_steps", "autoreset", "disable_env_checker", "render_mode")
 
 
@@ -28,7 +35,13 @@ def env_constructor(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env
         module_name, _, attr = env_id.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
         return lambda: factory(**kwargs)
-    return lambda: gym.make(env_id, **kwargs)
+    return lambda: _make(env_id, kwargs)
+
+
+def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
+    with warnings.catch_warnings():  # "HalfCheetah-v4 is out of date": v4 is the benchmarked one
+        warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
+        return gym.make(env_id, **kwargs)
 
 
 class GymnasiumVectorEnv:
