@@ -24,6 +24,7 @@ from common import backend_sps, compose_config, raw_envpool_sps
 from ppo_lab.components import build
 from ppo_lab.config import validate
 from ppo_lab.rollout import Rollout
+from ppo_lab.threads import intra_op_threads
 from ppo_lab.train import collect_rollout, train
 
 SOLVED = 475.0
@@ -40,7 +41,7 @@ def rollout_sps(overrides: list[str], rollouts: int = 100) -> float:
     """SPS of the loop's collection phase alone (policy forward + env step + buffer writes)."""
     settings = validate(compose_config(*overrides))
     run = settings.run
-    torch.set_num_threads(run.torch_threads)
+    torch.set_num_threads(intra_op_threads(run.torch_threads, image_observations=False) or 1)
     envs = build(settings.cfg.env, num_envs=run.num_envs)
     space = envs.single_observation_space
     agent = build(

@@ -54,7 +54,7 @@ class RunSettings:
     recompute_advantages: bool = False  # fresh advantages from the current critic every epoch
     bootstrap_truncations: bool = True  # a time limit bootstraps V(final obs); false: terminal
     device: str = "auto"
-    torch_threads: NonNegativeInt = 1
+    torch_threads: NonNegativeInt | Literal["auto"] = "auto"  # ppo_lab/threads.py
     checkpoint_interval: NonNegativeInt = 50
     eval_episodes: EvalEpisodes = 10
     resume: bool = True  # continue from <run dir>/checkpoint.pt when there is one (requeue)
@@ -136,7 +136,17 @@ def _check_run(values: dict[str, Any]) -> list[str]:
     try:
         schema_of(RunSettings).model_validate(values)
     except ValidationError as err:
-        return [describe_error(e, "", RunSettings).lstrip(".") for e in err.errors()]
+        by_field: dict[Any, list[dict[str, Any]]] = {}
+        for e in err.errors():
+            by_field.setdefault(e["loc"][0], []).append(dict(e))
+        problems = []
+        for field, errors in by_field.items():
+            if len(errors) == 1:
+                problems.append(describe_error(errors[0], "", RunSettings).lstrip("."))
+            else:  # one per member of a union (an int or "auto"): one line saying either
+                wants = " or ".join(e["msg"].removeprefix("Input should ") for e in errors)
+                problems.append(f"{field}={errors[0].get('input')!r}: should {wants}")
+        return problems
     return []
 
 

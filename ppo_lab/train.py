@@ -45,6 +45,7 @@ from ppo_lab.normalization import Normalizers, normalize_advantages
 from ppo_lab.progress import Progress
 from ppo_lab.rollout import Rollout, RolloutValues, observation_dtype
 from ppo_lab.signals import GracefulStop
+from ppo_lab.threads import intra_op_threads
 from ppo_lab.tracking import MetricsFile, Tracker, run_id
 
 RECENT_EPISODES = 10  # "final return" = mean undiscounted return of the last 10 training episodes
@@ -345,8 +346,6 @@ def train(
     """
     figures = {} if figures is None else figures
     run, cfg = settings.run, settings.cfg
-    if run.torch_threads > 0:
-        torch.set_num_threads(run.torch_threads)  # 1: fastest for small nets, sweeps share cores
     device = resolve_device(run.device)
     seed_everything(run.seed)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -372,6 +371,9 @@ def train(
     envs: VectorEnv = build(cfg.env, num_envs=run.num_envs)
     obs_space, action_space = envs.single_observation_space, envs.single_action_space
     obs_shape = tuple(obs_space.shape or ())
+    threads = intra_op_threads(run.torch_threads, image_observations=len(obs_shape) == 3)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         norm: Normalizers = build(
             cfg.normalization,

@@ -44,7 +44,7 @@ CATALOG = [
     ("eval_episodes=-1", "eval_episodes=-1: should be greater than or equal to 0"),
     ("checkpoint_interval=-1", "checkpoint_interval=-1: should be greater than or equal to 0"),
     ("seed=-1", "seed=-1: should be greater than or equal to 0"),
-    ("torch_threads=-2", "torch_threads=-2: should be greater than or equal to 0"),
+    ("torch_threads=-2", "torch_threads=-2: should be greater than or equal to 0 or be 'auto'"),
     ("seeds_per_trial=0", "seeds_per_trial=0: should be greater than or equal to 1"),
     ("max_grad_norm=0", "max_grad_norm=0: should be greater than 0"),
     ("early_stop_kl=0", "early_stop_kl=0: should be greater than 0"),
@@ -60,7 +60,11 @@ CATALOG = [
     ("+env.kwargs.max_episode_steps=abc", "env.kwargs.max_episode_steps='abc': expected an int"),
     ("+env.kwargs.max_episode_steps=0", "env.kwargs.max_episode_steps=0: expected an int >= 1"),
     ("env=atari env.kwargs.stack_num=four", "env.kwargs.stack_num='four': expected int"),
-    ("env=mujoco +env.kwargs.frame_skp=2", "env.kwargs.frame_skp: not an option of envpool's"),
+    (
+        "env=mujoco env/backend=envpool +env.kwargs.frame_skp=2",
+        "env.kwargs.frame_skp: not an option of envpool's",
+    ),
+    ("env=mujoco +env.kwargs.frame_skp=2", "unexpected keyword argument 'frame_skp'"),
     ("+env.kwargs.gravity=9.8", "env.kwargs.gravity: not an argument of CartPoleEnv"),
     (
         "network=nature_cnn",

@@ -180,7 +180,19 @@ def test_default_launcher_is_local_parallel() -> None:
     cfg = compose_cfg([], hydra=True)
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "local"
     assert cfg.hydra.callbacks.sweep_summary._target_.endswith("SweepSummaryCallback")
-    assert cfg.torch_threads == 1
+    assert cfg.torch_threads == "auto"
+
+
+def test_auto_threads_give_cnns_every_core_and_sweep_jobs_and_mlps_one(monkeypatch) -> None:
+    from ppo_lab import progress, threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 6)
+    assert threads.intra_op_threads("auto", image_observations=True) == 6
+    assert threads.intra_op_threads("auto", image_observations=False) == 1
+    assert threads.intra_op_threads(3, image_observations=False) == 3
+    assert threads.intra_op_threads(0, image_observations=True) is None  # torch's default
+    monkeypatch.setattr(progress, "in_a_sweep", lambda: True)
+    assert threads.intra_op_threads("auto", image_observations=True) == 1
 
 
 # --------------------------------------------------------------------------- small pieces

@@ -44,6 +44,7 @@ from ppo_lab.population.packing import check_packable
 from ppo_lab.progress import Progress
 from ppo_lab.rollout import Rollout, RolloutValues
 from ppo_lab.signals import GracefulStop
+from ppo_lab.threads import intra_op_threads
 from ppo_lab.tracking import MetricsFile, Tracker, run_id
 from ppo_lab.train import (
     CHECKPOINT,
@@ -141,6 +142,9 @@ class Population:
         self.obs_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         obs_shape = tuple(self.obs_space.shape or ())
+        threads = intra_op_threads(run.torch_threads, image_observations=len(obs_shape) == 3)
+        if threads is not None:
+            torch.set_num_threads(threads)
         try:
             for member in members:
                 cfg, seed = member.settings.cfg, member.settings.run.seed
@@ -396,8 +400,6 @@ def train_population(members: list[Member], stop: GracefulStop | None = None) ->
     """
     check_packable([m.settings for m in members])
     run = members[0].settings.run
-    if run.torch_threads > 0:
-        torch.set_num_threads(run.torch_threads)
     device = resolve_device(run.device)
     for member in members:
         member.run_dir.mkdir(parents=True, exist_ok=True)
