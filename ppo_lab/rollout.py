@@ -89,6 +89,9 @@ class Rollout:
     host: HostSteps  # per-step env outputs staged in host memory, moved once per rollout
     truncations: list[tuple[int, Tensor, Tensor]] = field(default_factory=list)
     """(t, env indices [K], final observations [K, *obs]) of episodes truncated at step t."""
+    acted: tuple[Tensor, Tensor] | None = None
+    """(log pi_old(a_t|s_t), raw critic output V(s_t)) [T, N], recorded while acting by a
+    shared-trunk network (`ActorCritic.act_and_evaluate`); None: computed afterwards."""
 
     @classmethod
     def allocate(
@@ -98,7 +101,9 @@ class Rollout:
         observation_space: gym.Space,
         action_space: gym.Space,
         device: torch.device,
+        record_while_acting: bool = False,
     ) -> Rollout:
+        """Zeroed buffers; `record_while_acting` adds `acted` (for shared-trunk networks)."""
         obs_shape = tuple(observation_space.shape or ())
         act_shape, act_dtype = action_shape_dtype(action_space)
         obs_dtype = observation_dtype(observation_space)
@@ -115,6 +120,7 @@ class Rollout:
             done=zeros(steps),
             last_obs=zeros((num_envs, *obs_shape), obs_dtype),
             host=HostSteps.allocate(num_steps, num_envs, pin=device.type == "cuda"),
+            acted=(zeros(steps), zeros(steps)) if record_while_acting else None,
         )
 
     def upload(self) -> None:

@@ -117,7 +117,10 @@ def collect_rollout(
         else:
             raw_obs[t].copy_(obs_t, non_blocking=True)
             buf.obs[t].copy_(norm.observation(raw_obs[t]))  # detail: observation normalization
-        buf.actions[t] = agent.act(buf.obs[t])
+        if buf.acted is None:
+            buf.actions[t] = agent.act(buf.obs[t])
+        else:  # a shared trunk: log pi_old and V come from this pass, not a second one
+            buf.actions[t], buf.acted[0][t], buf.acted[1][t] = agent.act_and_evaluate(buf.obs[t])
         step = envs.step(env_actions(buf.actions[t], action_space))
         if not bootstrap_truncations:  # detail off: a time limit ends the return like a failure
             buf.host.record(t, step.reward, step.terminated | step.truncated, step.truncated)
@@ -149,10 +152,18 @@ def collect_rollout(
 
 
 @torch.no_grad()
-def evaluate_rollout(agent: ActorCritic, buf: Rollout, norm: Normalizers) -> RolloutValues:
-    """log pi(a_t|s_t), V(s_t) and V(s_{t+1}) of the whole rollout in a few batched calls."""
+def evaluate_rollout(
+    agent: ActorCritic, buf: Rollout, norm: Normalizers, fresh: bool = False
+) -> RolloutValues:
+    """log pi(a_t|s_t), V(s_t) and V(s_{t+1}) of the whole rollout in a few batched calls.
+
+    What the acting pass recorded (`buf.acted`, shared trunks) is used unless `fresh` (the
+    current networks after some epochs)."""
     shape = buf.rewards.shape  # [T, N]
-    logp, _, values = agent.evaluate(buf.flat(buf.obs), buf.flat(buf.actions))
+    if buf.acted is not None and not fresh:
+        logp, values = buf.acted
+    else:
+        logp, _, values = agent.evaluate(buf.flat(buf.obs), buf.flat(buf.actions))
     values = norm.values(values).view(shape)
     next_values = torch.empty_like(values)
     next_values[:-1] = values[1:]  # V(s_{t+1}) inside the rollout
@@ -229,7 +240,7 @@ def update(
     epochs_done, early_stopped, skipped_steps = 0, False, 0
     for epoch in range(run.update_epochs):
         if epoch > 0 and recompute:  # detail: fresh advantages from the current networks
-            current = evaluate_rollout(agent, buf, norm)
+            current = evaluate_rollout(agent, buf, norm, fresh=True)
             advantages, returns = estimate_advantages(estimator, run.gamma, buf, behaviour, current)
         b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
         if norm.advantage_scope == "batch":
@@ -405,7 +416,14 @@ def train(
             global_step,
             first_update - 1,
         )
-    buf = Rollout.allocate(run.num_steps, run.num_envs, obs_space, action_space, device)
+    buf = Rollout.allocate(
+        run.num_steps,
+        run.num_envs,
+        obs_space,
+        action_space,
+        device,
+        record_while_acting=agent.shared,
+    )
     raw_obs = (
         torch.zeros(buf.obs.shape, dtype=torch.float32, device=device)
         if norm.obs is not None

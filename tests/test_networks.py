@@ -241,6 +241,27 @@ def test_gaussian_head_stores_the_raw_unclipped_action():
         torch.testing.assert_close(buf.flat(logprobs), dist.log_prob(buf.flat(buf.actions)))
 
 
+def test_a_shared_trunk_records_log_probs_and_values_while_acting():
+    """No second pass over the rollout for a shared trunk: what the acting pass recorded is
+    what a fresh batched pass computes, and it is what `evaluate_rollout` hands the update."""
+    torch.manual_seed(0)
+    envs = GymnasiumVectorEnv("CartPole-v1", 3, {})
+    net = mlp(envs.single_observation_space, envs.single_action_space, shared=True)
+    norm = normalizers((4,), 3, 0.99, "cpu")
+    space, actions = envs.single_observation_space, envs.single_action_space
+    buf = Rollout.allocate(16, 3, space, actions, torch.device("cpu"), record_while_acting=True)
+    try:
+        collect_rollout(envs, net, buf, envs.reset(seed=0), norm, None)
+    finally:
+        envs.close()
+    recorded = evaluate_rollout(net, buf, norm)
+    fresh = evaluate_rollout(net, buf, norm, fresh=True)
+    torch.testing.assert_close(recorded.logprobs, fresh.logprobs)
+    torch.testing.assert_close(recorded.values, fresh.values)
+    torch.testing.assert_close(recorded.next_values, fresh.next_values)
+    assert buf.acted is not None and recorded.logprobs.data_ptr() == buf.acted[0].data_ptr()
+
+
 @pytest.mark.parametrize(
     ("overrides", "advice"),
     [

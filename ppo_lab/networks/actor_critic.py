@@ -46,6 +46,15 @@ class ActorCritic(nn.Module):
         params = self.policy_params(obs)
         return self.head.mode(params) if deterministic else self.head.sample(params, noise)
 
+    def act_and_evaluate(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(sampled action, log pi(a|s), V(s)) from one pass of the shared encoder: what a
+        shared-trunk network records while acting, so the rollout is not encoded twice."""
+        features = self.actor_encoder(obs)
+        params = self.head(features)
+        actions = self.head.sample(params)
+        values = self.value_head(features).squeeze(-1)
+        return actions, self.head.log_prob(params, actions), values
+
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy of pi(.|s), V(s)), each [B]; a shared encoder runs once."""
         features = self.actor_encoder(obs)
