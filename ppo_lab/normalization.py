@@ -195,6 +195,23 @@ class RewardScaler:
         self.returns.masked_fill_(done.to(dtype=torch.bool), 0.0)  # G ← 0 at episode end
         return scaled
 
+    def scale_rollout(self, rewards: Tensor, done: Tensor) -> Tensor:
+        """Every step of a rollout [T, N] at once: what T calls of the scaler return, in step
+        order, to float64 rounding (`scaled_reward_scan`). Updates G and the statistics."""
+        scaled, count = scaled_reward_scan(
+            rewards,
+            done,
+            self.returns,
+            self.gamma,
+            self.rms.mean.view(1),
+            self.rms.m2.view(1),
+            self.rms.count,
+            self.rms.epsilon,
+            self.clip,
+        )
+        self.rms.count = count
+        return scaled
+
     def state_dict(self) -> dict[str, Any]:
         """{"returns": float64 [N] (the running G), "rms": its RunningMeanStd, "gamma", "clip"}."""
         return {
@@ -216,6 +233,62 @@ class RewardScaler:
         self.rms.load_state_dict(state["rms"])
         self.gamma = float(state.get("gamma", self.gamma))
         self.clip = state.get("clip", self.clip)
+
+
+@torch.no_grad()
+def scaled_reward_scan(
+    rewards: Tensor,
+    done: Tensor,
+    returns: Tensor,
+    gamma: float | Tensor,
+    mean: Tensor,
+    m2: Tensor,
+    count: int,
+    epsilon: float,
+    clip: float | None,
+) -> tuple[Tensor, int]:
+    """Reward scaling of a whole rollout [T, N] (`RewardScaler`, step by step) without a
+    per-step statistics update. The N envs form G groups of N / G (G = len(mean): 1 for a run,
+    the members of a population), each with its own Var[G]. In place: `returns` [N] (float64,
+    the running G), `mean` and `m2` [G] (float64); returns (scaled rewards [T, N], new count).
+
+    The discounted returns are one recurrence, G_t = gamma G_{t-1} (1 - done_{t-1}) + r_t. The
+    statistics after step t merge the old ones (n_a, m_a, M2_a) with every G_0..G_t seen so far
+    (Chan et al.), from prefix sums of x = G - m_a:  with n_b = N/G (t+1), s1 = sum x,
+    s2 = sum x^2, d = s1 / n_b and n = n_a + n_b,
+
+        mean_t = m_a + d n_b / n,     M2_t = M2_a + (s2 - s1^2 / n_b) + d^2 n_a n_b / n,
+
+    and r'_t = clip(r_t / sqrt(M2_t / n + eps)).
+    """
+    steps, envs = rewards.shape
+    groups = mean.shape[0]
+    discounted = torch.empty((steps, envs), dtype=returns.dtype, device=returns.device)
+    keep = 1.0 - done.to(returns.dtype)
+    g = returns
+    for t in range(steps):  # one fused op per step: G <- gamma G + r, then G <- 0 at episode ends
+        g = torch.addcmul(rewards[t].to(returns.dtype), g, torch.as_tensor(gamma, dtype=g.dtype))
+        discounted[t] = g
+        g = g * keep[t]
+    returns.copy_(g)
+    x = discounted.view(steps, groups, -1) - mean.view(groups, 1)  # [T, G, N/G], minus the old mean
+    n_a = float(count)
+    n_b = (envs // groups) * torch.arange(1, steps + 1, dtype=x.dtype, device=x.device)[:, None]
+    s1 = x.sum(2).cumsum(0)  # [T, G]
+    s2 = x.square().sum(2).cumsum(0)
+    n = n_a + n_b
+    d = s1 / n_b
+    mean_t = mean + d * n_b / n
+    m2_t = m2 + (s2 - s1.square() / n_b) + d.square() * n_a * n_b / n
+    std = (m2_t / n + epsilon).sqrt()  # [T, G]
+    scaled = (rewards.view(steps, groups, -1) / std.to(rewards.dtype).unsqueeze(-1)).view(
+        steps, envs
+    )
+    if clip is not None:
+        scaled = scaled.clamp_(-clip, clip)
+    mean.copy_(mean_t[-1])
+    m2.copy_(m2_t[-1])
+    return scaled, count + steps * (envs // groups)
 
 
 def normalize_advantages(advantages: Tensor, eps: float = 1e-8) -> Tensor:

@@ -146,8 +146,7 @@ def collect_rollout(
     buf.last_obs.copy_(norm.observation(obs_t.to(device)) if norm.obs is not None else obs_t)
     buf.upload()
     if norm.reward is not None:  # detail: reward scaling by the std of discounted returns
-        for t in range(buf.num_steps):  # in step order: the scaler's running return is sequential
-            buf.rewards[t] = norm.reward(buf.rewards[t], buf.done[t])
+        buf.rewards.copy_(norm.reward.scale_rollout(buf.rewards, buf.done))
     return obs_np, returns, lengths, env_ids
 
 

@@ -135,6 +135,34 @@ def test_reward_scaler_hand_computed_with_reset():
     assert scaler.rms.count == 6
 
 
+def test_a_whole_rollout_scales_as_the_hand_computed_steps():
+    """The vectorised scan (what the trainer calls) on the three steps above, at once."""
+    scaler = RewardScaler(num_envs=2, gamma=0.5, clip=100.0, epsilon=0.0)
+    rewards = torch.tensor([[1.0, 2.0], [1.0, 0.0], [2.0, 2.0]])
+    done = torch.tensor([[False, False], [True, False], [False, False]])
+    out = scaler.scale_rollout(rewards, done)
+    expected = [[2.0, 4.0], [8 / math.sqrt(11), 0.0], [12 / math.sqrt(11)] * 2]
+    torch.testing.assert_close(out, torch.tensor(expected))
+    assert scaler.returns.tolist() == [2.0, 2.5] and scaler.rms.count == 6
+    torch.testing.assert_close(scaler.rms.var, torch.tensor(11 / 36, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("clip", [3.0, None])
+def test_a_whole_rollout_scales_as_step_by_step_calls(clip):
+    g = torch.Generator().manual_seed(0)
+    stepwise = RewardScaler(num_envs=4, gamma=0.99, clip=clip)
+    at_once = RewardScaler(num_envs=4, gamma=0.99, clip=clip)
+    for _ in range(3):  # consecutive rollouts carry G and the statistics over
+        rewards = torch.randn(50, 4, generator=g) * 5 + 1
+        done = torch.rand(50, 4, generator=g) < 0.05
+        expected = torch.stack([stepwise(rewards[t], done[t]) for t in range(50)])
+        torch.testing.assert_close(at_once.scale_rollout(rewards, done), expected)
+        torch.testing.assert_close(at_once.returns, stepwise.returns)
+        torch.testing.assert_close(at_once.rms.mean, stepwise.rms.mean)
+        torch.testing.assert_close(at_once.rms.m2, stepwise.rms.m2)
+        assert at_once.rms.count == stepwise.rms.count
+
+
 def test_reward_scaler_clips():
     scaler = RewardScaler(num_envs=1, gamma=0.99, clip=5.0)
     # one sample: Var[G] = 0, so r / sqrt(eps) is huge and gets clipped; then G = [3, 2.97 - 1e9]

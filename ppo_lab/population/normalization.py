@@ -14,7 +14,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ppo_lab.normalization import AdvantageScope, Normalizers, RunningMeanStd
+from ppo_lab.normalization import (
+    AdvantageScope,
+    Normalizers,
+    RunningMeanStd,
+    scaled_reward_scan,
+)
 
 
 def _by_member(x: Tensor, members: int, trailing: int) -> Tensor:
@@ -141,15 +146,21 @@ class MemberRewardScaler:
         self.returns = torch.cat([s.returns for s in scalers]).to(device)  # G, [M * N]
         self.rms = _stacked([s.rms for s in scalers], device)  # (M, 1)
 
-    def __call__(self, rewards: Tensor, done: Tensor) -> Tensor:
-        """Scale one step's rewards [M * N] as each member's `RewardScaler` would."""
-        self.returns.mul_(self.gamma).add_(rewards)  # G <- gamma G + r
-        self.rms.update(_by_member(self.returns, self.num_members, 0))
-        std = self.rms.std.to(rewards.dtype)  # [M, 1]
-        scaled = (rewards.view(self.num_members, -1) / std).view(rewards.shape)
-        if self.clip is not None:
-            scaled = scaled.clamp_(-self.clip, self.clip)
-        self.returns.masked_fill_(done.to(dtype=torch.bool), 0.0)  # G <- 0 at episode end
+    def scale_rollout(self, rewards: Tensor, done: Tensor) -> Tensor:
+        """A rollout [T, M * N] at once, each member with its own statistics."""
+        mean, m2 = self.rms.mean.view(-1), self.rms.m2.view(-1)  # [M] views of (M, 1)
+        scaled, count = scaled_reward_scan(
+            rewards,
+            done,
+            self.returns,
+            self.gamma,
+            mean,
+            m2,
+            self.rms.count,
+            self.rms.epsilon,
+            self.clip,
+        )
+        self.rms.count = count
         return scaled
 
     def _rows(self, k: int) -> slice:

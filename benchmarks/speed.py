@@ -1,0 +1,164 @@
+"""Training speed of every env family against its environment's own stepping, in one run.
+
+    python benchmarks/speed.py [--updates 4] [--families cartpole_cleanrl cartpole_64 ...]
+
+For each workload: the raw environment's stepping SPS (random actions, the library alone, as the
+env entry configures it), ppo_lab's training SPS (steady state: the first update excluded),
+their ratio, the peak memory of the training process (each workload trains in a fresh
+subprocess, so peaks do not carry over), and where the training time goes: env stepping (the
+backend's `step`), inference (acting), update (the batched rollout pass, advantages and the
+epochs) and logging (metrics.jsonl and the tracker). Shares are wall-clock, timed around those
+calls; the rest (buffer copies, normalization, bookkeeping) is "other".
+
+    cartpole_cleanrl  CartPole-v1, CleanRL's settings: 4 envs x 128 steps, 4 epochs x 4
+                      minibatches, lr 2.5e-4, gymnasium sync vector env (CleanRL's own)
+    cartpole_64       CartPole-v1, 64 envs x 128 steps on envpool, the same update settings
+    breakout          env=atari (Breakout-v5, 8 envs, envpool with 2 threads, Nature CNN)
+    halfcheetah       env=mujoco (HalfCheetah-v4, 1 env, CleanRL's continuous recipe)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from common import compose_config, random_actions, raw_envpool_sps, stepping_sps
+
+CLEANRL = [
+    "recipe=none",
+    "num_envs=4",
+    "num_steps=128",
+    "update_epochs=4",
+    "num_minibatches=4",
+    "optim.lr=2.5e-4",
+    "loss.ent_coef=0.01",
+]
+FAMILIES: dict[str, list[str]] = {
+    "cartpole_cleanrl": CLEANRL,
+    "cartpole_64": [*CLEANRL, "num_envs=64", "env/backend=envpool"],
+    "breakout": ["env=atari"],
+    "halfcheetah": ["env=mujoco"],
+}
+
+
+def raw_sps(overrides: list[str], steps: int) -> float:
+    """The environment library alone, with the env entry's options and env count."""
+    cfg = compose_config(*overrides)
+    if "envpool" in cfg.env.backend._target_.lower():
+        return raw_envpool_sps(cfg, steps)
+    envs = gym.make_vec(
+        cfg.env.id, num_envs=cfg.num_envs, vectorization_mode="sync", **cfg.env.kwargs
+    )
+    envs.reset(seed=0)
+    sps = stepping_sps(envs.step, random_actions(envs.single_action_space, steps, cfg.num_envs))
+    envs.close()
+    return sps
+
+
+class Timers:
+    """Wall time spent inside wrapped functions, by phase; nested calls count once."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._depth = 0
+
+    def wrap(self, owner: Any, name: str, phase: str) -> None:
+        original: Callable[..., Any] = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:
+                return original(*args, **kwargs)
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - start
+                self._depth -= 1
+
+        setattr(owner, name, timed)
+
+
+def train_one(family: str, updates: int) -> dict[str, Any]:
+    """In a fresh process: train the workload, time its phases, report SPS and peak memory."""
+    import ppo_lab.train as train_module
+    from ppo_lab.config import validate
+    from ppo_lab.envs.envpool_backend import EnvpoolVectorEnv
+    from ppo_lab.envs.gymnasium_backend import GymnasiumVectorEnv
+    from ppo_lab.networks import ActorCritic
+    from ppo_lab.tracking import MetricsFile
+
+    overrides = FAMILIES[family]
+    batch = validate(compose_config(*overrides)).run.batch_size
+    settings = validate(compose_config(*overrides, f"total_timesteps={batch * updates}"))
+    timers = Timers()
+    for backend in (EnvpoolVectorEnv, GymnasiumVectorEnv):
+        timers.wrap(backend, "step", "env stepping")
+    for method in ("act", "act_and_evaluate"):
+        timers.wrap(ActorCritic, method, "inference")
+    for function in ("update", "evaluate_rollout"):
+        timers.wrap(train_module, function, "update")
+    timers.wrap(MetricsFile, "write", "logging")
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = train_module.train(settings, Path(tmp), {}, "benchmark")
+        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "charts/SPS" in r]
+    steady = (rows[-1]["global_step"] - rows[0]["global_step"]) / (
+        rows[-1]["time"] - rows[0]["time"]
+    )
+    total = figures["train_time_s"]
+    shares = {phase: seconds / total for phase, seconds in timers.seconds.items()}
+    shares["other"] = 1 - sum(shares.values())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "sps": steady,
+        "shares": shares,
+        "peak_mb": peak_mb,
+        "threads": settings.run.torch_threads,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=4)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--one", choices=list(FAMILIES), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:  # the child process of one workload
+        print(json.dumps(train_one(args.one, args.updates)))
+        return
+    phases = ("env stepping", "inference", "update", "logging", "other")
+    print(
+        f"{'workload':18s} {'raw env SPS':>12s} {'training SPS':>13s} {'ratio':>6s} "
+        f"{'peak MB':>8s}  " + " ".join(f"{p:>12s}" for p in phases)
+    )
+    for family in args.families:
+        overrides = FAMILIES[family]
+        cfg = compose_config(*overrides)
+        raw = raw_sps(overrides, max(200, 8_000 // cfg.num_envs))
+        child = subprocess.run(
+            [sys.executable, __file__, "--one", family, "--updates", str(args.updates)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        shares = " ".join(f"{result['shares'].get(p, 0.0):>12.0%}" for p in phases)
+        print(
+            f"{family:18s} {raw:>12,.0f} {result['sps']:>13,.0f} {result['sps'] / raw:>6.3f} "
+            f"{result['peak_mb']:>8,.0f}  {shares}"
+        )
+
+
+if __name__ == "__main__":
+    main()
