@@ -22,7 +22,7 @@ import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.wrappers import TimeLimit
 
-import ppo_lab.population.trainer as population_trainer
+import ppo_lab.population.update as population_update
 from ppo_lab.checkpoint import load_checkpoint
 from ppo_lab.components import ConfigError
 from ppo_lab.config import Settings, validate
@@ -309,7 +309,7 @@ def test_a_number_inside_a_component_either_trains_per_member_or_is_refused(tmp_
 
 
 def _nan_gradient_for_member_1_from_update_2(monkeypatch) -> None:
-    real = population_trainer.clip_grad_norms
+    real = population_update.clip_grad_norms
     calls = []
 
     def clip(params: list[torch.Tensor], max_norms: torch.Tensor) -> torch.Tensor:
@@ -320,7 +320,7 @@ def _nan_gradient_for_member_1_from_update_2(monkeypatch) -> None:
             norms[1] = float("nan")
         return norms
 
-    monkeypatch.setattr(population_trainer, "clip_grad_norms", clip)
+    monkeypatch.setattr(population_update, "clip_grad_norms", clip)
 
 
 @pytest.mark.parametrize("source", ["environment", "gradient"])

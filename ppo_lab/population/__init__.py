@@ -5,6 +5,9 @@
     coefficients.py   members' loss and estimator coefficients as tensors [M]
     normalization.py  each member's running statistics, stacked
     packing.py        which runs can be one population (`hydra/launcher=population` groups by it)
+    members.py        a member's run: metrics, tracker, checkpoints, evaluation, resume
+    state.py          the population's networks, optimizer, statistics and coefficients
+    update.py         one PPO update of every member at once; rollout layouts
     trainer.py        the loop: `train_population(members)`
 
 `python -m ppo_lab population=16` trains seeds seed..seed+15 of one config as members;
