@@ -73,7 +73,9 @@ class Timers:
         self._depth = 0
 
     def wrap(self, owner: Any, name: str, phase: str) -> None:
-        original: Callable[..., Any] = getattr(owner, name)
+        original: Callable[..., Any] | None = getattr(owner, name, None)
+        if original is None:  # an older ppo_lab (measuring before/after)
+            return
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             if self._depth:

@@ -214,13 +214,15 @@ def run_population_jobs(jobs: list[PreparedJob]) -> list[float | None]:
         try:
             with recorded(job.run_dir / "summary.json", job.summary):
                 settings = validate(job.cfg)  # before any environment is built
-                if settings.run.population > 1:
-                    raise ConfigError(
-                        [
-                            f"population={settings.run.population}: hydra/launcher=population "
-                            "makes the populations from the sweep's seeds; drop population="
-                        ]
-                    )
+                for key in ("population", "seeds_per_trial"):
+                    if getattr(settings.run, key) > 1:
+                        raise ConfigError(
+                            [
+                                f"{key}={getattr(settings.run, key)}: hydra/launcher=population "
+                                f"makes the populations from the sweep's seeds; drop {key}= "
+                                "and sweep seed= instead"
+                            ]
+                        )
         except ConfigError as err:
             log.error("job #%s: invalid configuration: %s", job.job_num, err)
             continue
