@@ -47,6 +47,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 @contextmanager
 def recorded(path: Path, summary: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Write `summary` to `path` now (status "running") and again at the end with the outcome."""
+    summary["status"] = "running"
     write_json(path, summary)
     started = time.perf_counter()
     try:
@@ -212,18 +213,19 @@ def run_population_jobs(jobs: list[PreparedJob]) -> list[float | None]:
         if job.finished is not None:
             continue
         try:
-            with recorded(job.run_dir / "summary.json", job.summary):
-                settings = validate(job.cfg)  # before any environment is built
-                for key in ("population", "seeds_per_trial"):
-                    if getattr(settings.run, key) > 1:
-                        raise ConfigError(
-                            [
-                                f"{key}={getattr(settings.run, key)}: hydra/launcher=population "
-                                f"makes the populations from the sweep's seeds; drop {key}= "
-                                "and sweep seed= instead"
-                            ]
-                        )
-        except ConfigError as err:
+            settings = validate(job.cfg)  # before any environment is built
+            for key in ("population", "seeds_per_trial"):
+                if getattr(settings.run, key) > 1:
+                    raise ConfigError(
+                        [
+                            f"{key}={getattr(settings.run, key)}: hydra/launcher=population "
+                            f"makes the populations from the sweep's seeds; drop {key}= "
+                            "and sweep seed= instead"
+                        ]
+                    )
+        except ConfigError as err:  # this job is left out; its summary says why
+            job.summary.update(status="invalid_config", error=f"ConfigError: {err}")
+            write_json(job.run_dir / "summary.json", job.summary)
             log.error("job #%s: invalid configuration: %s", job.job_num, err)
             continue
         members.append(Member(settings, job.run_dir, job.choices, job.run_name, job.summary))

@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ import pytest
 from ppo_lab.runs import find_job_dirs
 from ppo_lab.sweep.summary import MARKDOWN_NAME, summarize
 
-from helpers import run_module
+from helpers import REPO, run_module
 
 TINY = ["total_timesteps=1024", "eval_episodes=2", "logger=none"]  # 4 updates of 8 x 32 steps
 GRID = ["loss=clip,dual_clip", "seed=1,2,3"]
@@ -122,3 +127,41 @@ def test_an_invalid_job_of_a_packed_sweep_is_left_out_and_listed(tmp_path: Path)
     assert table.counts == {"finished": 1, "invalid_config": 1}
     invalid = json.loads((sweep_dir / "1" / "summary.json").read_text())
     assert "optim.lr" in invalid["error"]
+
+
+@pytest.mark.slow
+def test_a_killed_population_loses_its_jobs_alone_and_rerun_failed_finishes_them(
+    tmp_path: Path,
+) -> None:
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=population", "loss=clip,vanilla", "seed=0,1"]
+    args += ["total_timesteps=40960", "eval_episodes=0", "logger=none", "checkpoint_interval=5"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "WANDB_MODE": "disabled",
+    }
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "ppo_lab", *args, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    victim = sweep_dir / "2" / "metrics.jsonl"  # the vanilla population (jobs 2 and 3)
+    deadline = time.monotonic() + 120
+    while not (victim.exists() and victim.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pid = json.loads((sweep_dir / "2" / "summary.json").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    output, _ = sweep.communicate(timeout=600)
+    assert sweep.returncode == 1, output
+    assert "job #2 lost" in output and "job #3 lost" in output
+    assert summarize(sweep_dir).counts == {"finished": 2, "lost": 2}
+
+    rerun = run_module("ppo_lab.sweep", ["rerun-failed", str(sweep_dir)], tmp_path)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert summarize(sweep_dir).counts == {"finished": 4}
+    steps = [r["global_step"] for r in rows(sweep_dir / "2") if "charts/SPS" in r]
+    assert steps == sorted(set(steps)), "the resumed job's history has no duplicated rows"
