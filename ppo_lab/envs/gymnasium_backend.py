@@ -91,11 +91,11 @@ class GymnasiumVectorEnv:
         if isinstance(entry, str):
             try:
                 entry = gym.envs.registration.load_env_creator(entry)
-            except (ImportError, AttributeError):  # the id's own package is missing
+            except (ImportError, AttributeError) as err:  # the id's own package is missing
                 return [
                     *problems,
-                    f"env.id={env_id!r}: registered, but its package is not "
-                    f"installed ({spec.entry_point})",
+                    f"env.id={env_id!r}: registered, but it cannot be imported "
+                    f"({spec.entry_point}: {type(err).__name__}: {err})",
                 ]
         return problems + signature_problems(entry, kwargs, MAKE_KWARGS)
 
