@@ -33,6 +33,7 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "torch_threads",
         "on_nonfinite",
+        "pack_sweep",
     }
 )
 

@@ -62,6 +62,7 @@ class RunSettings:
     eval_video: bool = False
     seeds_per_trial: PositiveInt = 1  # >1: one job trains several seeds (ppo_lab/job.py)
     population: PositiveInt = 1  # >1: seeds seed..seed+n-1 trained together (ppo_lab/population)
+    pack_sweep: bool = False  # multirun: ppo_lab's launcher packs the jobs into populations
 
     @property
     def batch_size(self) -> int:

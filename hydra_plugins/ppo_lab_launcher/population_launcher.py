@@ -1,4 +1,5 @@
-"""`hydra/launcher=population`: a sweep's jobs packed into populations, one process each.
+"""`hydra.launcher.pack=true` (`hydra/launcher=population`): a sweep's jobs packed into
+populations, one process each.
 
 Jobs whose configs differ only in seed and in coefficients (`ppo_lab.population.packing`) train
 together as the members of one population (`ppo_lab.population`): `-m loss='glob(*)'
@@ -17,7 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus, run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.ppo_lab_launcher.process_launcher import Job, ProcessLauncher, job_config
+from hydra_plugins.ppo_lab_launcher.process_launcher import Job, job_config
 
 log = logging.getLogger(__name__)
 
@@ -73,28 +74,20 @@ def packing_key_of(hydra_context: HydraContext, config: DictConfig, job: Job) ->
     return packing_key(resolved)
 
 
-class PopulationLauncher(ProcessLauncher):
-    def __init__(self, n_jobs: int = -1, max_members: int = -1) -> None:
-        """n_jobs: populations at once (-1: one per core); max_members: the largest population
-        (-1: no limit); a larger group is split into populations of at most this size."""
-        super().__init__(n_jobs)
-        self.max_members = int(max_members)
-
-    runner = staticmethod(run_population)
-
-    def units(self, jobs: list[Job]) -> list[list[Job]]:
-        assert self.hydra_context is not None and self.config is not None
-        groups: dict[str, list[Job]] = {}
-        for job in jobs:
-            groups.setdefault(packing_key_of(self.hydra_context, self.config, job), []).append(job)
-        size = self.max_members if self.max_members > 0 else len(jobs)
-        units = [
-            group[i : i + size] for group in groups.values() for i in range(0, len(group), size)
-        ]
-        log.info(
-            "Packed %d jobs into %d populations: %s",
-            len(jobs),
-            len(units),
-            ", ".join(f"#{u[0][0]}..#{u[-1][0]} ({len(u)})" for u in units),
-        )
-        return units
+def population_units(
+    jobs: list[Job], hydra_context: HydraContext, config: DictConfig, max_members: int
+) -> list[list[Job]]:
+    """The jobs grouped by `packing_key`, each group split into populations of at most
+    `max_members` (-1: no limit)."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(packing_key_of(hydra_context, config, job), []).append(job)
+    size = max_members if max_members > 0 else len(jobs)
+    units = [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+    log.info(
+        "Packed %d jobs into %d populations: %s",
+        len(jobs),
+        len(units),
+        ", ".join(f"#{u[0][0]}..#{u[-1][0]} ({len(u)})" for u in units),
+    )
+    return units

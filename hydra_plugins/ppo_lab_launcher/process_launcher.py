@@ -1,4 +1,5 @@
-"""`hydra/launcher=local`: each job of a sweep in a process of its own, at most `n_jobs` at once.
+"""`hydra/launcher=local`: each job of a sweep in a process of its own, at most `n_jobs` at once
+(with `pack=true`, `hydra/launcher=population`: a population of jobs per process).
 
 A job that dies (SIGKILL, out of memory, a segfault) loses only itself: the launcher records it
 as lost in `<sweep dir>/launched_jobs.jsonl` and the other jobs go on. (joblib's loky pool, by
@@ -36,7 +37,7 @@ from hydra.core.utils import (
 )
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 LAUNCHED = "launched_jobs.jsonl"  # one line per job handed over, and one per job lost
@@ -133,8 +134,12 @@ def _run_unit(
 
 
 class ProcessLauncher(Launcher):
-    def __init__(self, n_jobs: int = -1) -> None:
+    def __init__(self, n_jobs: int = -1, pack: bool = False, max_members: int = -1) -> None:
+        """n_jobs: processes at once (-1: one per core). pack: train the jobs that differ only
+        in seed and coefficients as one population per process (`population_launcher`), at
+        most `max_members` each (-1: no limit); else one job per process."""
         self.n_jobs = available_cores() if n_jobs in (-1, 0, None) else int(n_jobs)
+        self.pack, self.max_members = bool(pack), int(max_members)
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -156,14 +161,19 @@ class ProcessLauncher(Launcher):
         for idx, overrides in jobs:
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             _record(sweep_dir, {"job": idx, "overrides": overrides})
-        results = self._run_units(sweep_dir, self.units(jobs), self.runner)
+        # a study packs its sweep with `pack_sweep: true` (Hydra 1.3 ignores a launcher choice
+        # made inside a study file: the primary config's wins)
+        if self.pack or bool(OmegaConf.select(self.config, "pack_sweep", default=False)):
+            from hydra_plugins.ppo_lab_launcher.population_launcher import (
+                population_units,
+                run_population,
+            )
+
+            units = population_units(jobs, self.hydra_context, self.config, self.max_members)
+            results = self._run_units(sweep_dir, units, run_population)
+        else:
+            results = self._run_units(sweep_dir, [[job] for job in jobs], run_each)
         return [results[idx] for idx, _ in jobs]
-
-    runner: UnitRunner = staticmethod(run_each)
-
-    def units(self, jobs: list[Job]) -> list[list[Job]]:
-        """The jobs each process runs: one each."""
-        return [[job] for job in jobs]
 
     def _run_units(
         self, sweep_dir: Path, units: list[list[Job]], runner: UnitRunner

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from ppo_lab.components import ConfigError
 from ppo_lab.config import Settings
 
-MEMBER_RUN_KEYS = ("seed", "gamma", "max_grad_norm", "early_stop_kl", "population")
+MEMBER_RUN_KEYS = ("seed", "gamma", "max_grad_norm", "early_stop_kl", "population", "pack_sweep")
 MEMBER_GROUPS = ("loss", "advantage", "optim")
 NUMBER = "<real>"
 
@@ -66,7 +66,7 @@ def check_packable(settings: Sequence[Settings]) -> None:
         raise ConfigError(
             [
                 f"{key}: differs between the members; a population's members may differ only "
-                f"in {', '.join(MEMBER_RUN_KEYS[:-1])} and the numbers of "
+                f"in {', '.join(MEMBER_RUN_KEYS[:-2])} and the numbers of "
                 f"{', '.join(MEMBER_GROUPS)}"
                 for key in problems
             ]
