@@ -101,8 +101,9 @@ def collect_rollout(
 
     Only the actor runs per step; log-probs and values are computed afterwards in one batched
     pass (`evaluate_rollout`), except for a shared trunk, which records them while acting
-    (`buf.acted`). `agent` may be a population's `MemberAgents` (env-major [M * N] rows). Returns the next observation and the returns, lengths and envs of
-    the episodes that finished.
+    (`buf.acted`). `agent` may be a population's `MemberAgents` (env-major [M * N] rows).
+    Returns the next observation and the returns, lengths and envs of the episodes that
+    finished.
     `bootstrap_truncations=False` treats a time limit as a termination (as CleanRL does).
     """
     device = buf.obs.device

@@ -14,6 +14,8 @@ W&B gets the finished mp4 file, so moviepy (which W&B needs to encode raw frame 
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -65,11 +67,22 @@ def _frames_from_observations(
         envs.close()
 
 
+def headless_rendering() -> None:
+    """Without a display, MuJoCo renders off-screen through EGL. Set only here, when a video is
+    recorded: with MUJOCO_GL=egl in the environment, `import mujoco` itself loads EGL and
+    OpenGL, which training does not need and a machine without libEGL cannot load."""
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # read when gymnasium makes its viewer
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # read when OpenGL is first imported
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "No OpenGL_accelerate module loaded"
+
+
 def _frames_from_render(
     env_id: str, kwargs: dict[str, Any], policy: ActFn, seed: int, max_frames: int
 ) -> np.ndarray:
     from ppo_lab.envs.gymnasium_backend import env_constructor
 
+    headless_rendering()
     env = env_constructor(env_id, {**kwargs, "render_mode": "rgb_array"})()
     try:
         obs, _ = env.reset(seed=seed)

@@ -448,3 +448,30 @@ def test_mujoco_video_frames_come_from_gymnasium_rendering():
         pytest.skip("no off-screen OpenGL (EGL) on this machine")
     assert frames.dtype == np.uint8 and frames.shape == (20, 480, 480, 3)
     assert frames[0].std() > 0, "a real picture, not a blank frame"
+
+
+def test_mujoco_training_loads_no_opengl_and_sets_no_renderer():
+    """Only a video needs OpenGL: making and stepping MuJoCo envs on a headless machine must not
+    load EGL (MUJOCO_GL=egl in the environment makes `import mujoco` load it, and a machine
+    without libEGL then cannot make any MuJoCo env)."""
+    import os
+    import subprocess
+    import sys
+
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from ppo_lab.envs.gymnasium_backend import GymnasiumVectorEnv
+        envs = GymnasiumVectorEnv("HalfCheetah-v4", 2, {})
+        envs.reset(seed=0)
+        envs.step(envs.single_action_space.sample()[None].repeat(2, 0))
+        envs.close()
+        print("OpenGL" in sys.modules, "MUJOCO_GL" in os.environ)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MUJOCO_GL")}
+    env.pop("PYOPENGL_PLATFORM", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split()[-2:] == ["False", "False"]

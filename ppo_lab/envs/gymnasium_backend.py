@@ -9,8 +9,6 @@ puts the true final observation in `info["final_obs"]`.
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,12 +19,6 @@ from gymnasium.vector import AutoresetMode
 
 from ppo_lab.envs.base import EpisodeTracker, Step
 from ppo_lab.envs.checks import signature_problems, unknown_id, user_factory
-
-# MuJoCo renders off-screen through EGL where there is no display (a headless server).
-if not os.environ.get("DISPLAY"):
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "No OpenGL_accelerate module loaded"
 
 MAKE_KWARGS = ("max_episode_steps", "autoreset", "disable_env_checker", "render_mode")
 
