@@ -18,6 +18,19 @@ from ppo_lab.components import build
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
+# CleanRL's `ppo.py` on CartPole: 4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4, entropy
+# coefficient 0.01 (the recipe dropped: these are the whole settings).
+CLEANRL_CARTPOLE = [
+    "recipe=none",
+    "num_envs=4",
+    "num_steps=128",
+    "update_epochs=4",
+    "num_minibatches=4",
+    "optim.lr=2.5e-4",
+    "loss.ent_coef=0.01",
+]
+
+
 def compose_config(*overrides: str) -> DictConfig:
     """The app's config with W&B and the final evaluation off (they are not what is timed)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -27,33 +27,18 @@ import time
 from pathlib import Path
 
 import torch
-from common import compose_config
+from common import CLEANRL_CARTPOLE, compose_config
 
 from ppo_lab.config import validate
 from ppo_lab.population.trainer import Member, train_population
 from ppo_lab.train import train
 
 WORKLOADS = {
-    "CartPole, CleanRL settings, gymnasium": [
-        "recipe=none",
-        "num_envs=4",
-        "num_steps=128",
-        "update_epochs=4",
-        "num_minibatches=4",
-        "optim.lr=2.5e-4",
-    ],
-    "CartPole, CleanRL settings, envpool": [
-        "recipe=none",
-        "num_envs=4",
-        "num_steps=128",
-        "update_epochs=4",
-        "num_minibatches=4",
-        "optim.lr=2.5e-4",
-        "env/backend=envpool",
-    ],
+    "CartPole, CleanRL settings, gymnasium": CLEANRL_CARTPOLE,
+    "CartPole, CleanRL settings, envpool": [*CLEANRL_CARTPOLE, "env/backend=envpool"],
     "CartPole, RL Zoo recipe (default), gymnasium": [],
     "CartPole, RL Zoo recipe (default), envpool": ["env/backend=envpool"],
-    "HalfCheetah-v4, MuJoCo recipe, envpool": ["env=mujoco"],
+    "HalfCheetah-v4, MuJoCo recipe, envpool": ["env=mujoco", "env/backend=envpool"],
 }
 
 

@@ -32,20 +32,17 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from common import compose_config, random_actions, raw_envpool_sps, stepping_sps
+from common import (
+    CLEANRL_CARTPOLE,
+    compose_config,
+    random_actions,
+    raw_envpool_sps,
+    stepping_sps,
+)
 
-CLEANRL = [
-    "recipe=none",
-    "num_envs=4",
-    "num_steps=128",
-    "update_epochs=4",
-    "num_minibatches=4",
-    "optim.lr=2.5e-4",
-    "loss.ent_coef=0.01",
-]
 FAMILIES: dict[str, list[str]] = {
-    "cartpole_cleanrl": CLEANRL,
-    "cartpole_64": [*CLEANRL, "num_envs=64", "env/backend=envpool"],
+    "cartpole_cleanrl": CLEANRL_CARTPOLE,
+    "cartpole_64": [*CLEANRL_CARTPOLE, "num_envs=64", "env/backend=envpool"],
     "breakout": ["env=atari"],
     "halfcheetah": ["env=mujoco"],
 }
