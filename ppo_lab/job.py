@@ -299,25 +299,26 @@ def train_members(members: list[Any], stop: GracefulStop | None) -> None:
             train_population(members, stop)
 
 
-def finished_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The summary of a finished run in `run_dir`, if that is what it holds."""
-    path = run_dir / "summary.json"
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary.json in `run_dir`, if there is a readable one."""
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return None
-    return summary if isinstance(summary, dict) and summary.get("status") == "finished" else None
+    return summary if isinstance(summary, dict) else None
+
+
+def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of a finished run in `run_dir`, if that is what it holds."""
+    summary = read_summary(run_dir)
+    return summary if summary is not None and summary.get("status") == "finished" else None
 
 
 def ended_summary(run_dir: Path) -> dict[str, Any] | None:
     """The summary of a run that finished, or failed on its own (a population member's
     non-finite loss: run it again alone with `rerun-failed`), in `run_dir`."""
-    path = run_dir / "summary.json"
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(summary, dict):
+    summary = read_summary(run_dir)
+    if summary is None:
         return None
     ended = summary.get("status") == "finished" or summary.get("failure") is not None
     return summary if ended else None

@@ -43,20 +43,9 @@ def run_population(
             )
         )
     ready = [r for r in prepared if r.status == JobStatus.COMPLETED]
-    values = iter(run_population_jobs([r.return_value for r in ready]))
-    returns = []
-    for ret in prepared:
-        value = next(values) if ret.status == JobStatus.COMPLETED else ret._return_value
-        returns.append(
-            JobReturn(
-                overrides=ret.overrides,
-                status=ret.status,
-                _return_value=value,
-                working_dir=ret.working_dir,
-                task_name=ret.task_name,
-            )
-        )
-    return returns
+    for ret, value in zip(ready, run_population_jobs([r.return_value for r in ready]), strict=True):
+        ret.return_value = value  # the job's final return, in place of its PreparedJob
+    return prepared
 
 
 def packing_key_of(hydra_context: HydraContext, config: DictConfig, job: Job) -> str:
