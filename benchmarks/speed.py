@@ -1,6 +1,7 @@
 """Training speed of every env family against its environment's own stepping, in one run.
 
     python benchmarks/speed.py [--updates 4] [--families cartpole_cleanrl cartpole_64 ...]
+                               [--switches "" amp=bf16 compile=true ...]
 
 For each workload: the raw environment's stepping SPS (random actions, the library alone, as the
 env entry configures it), ppo_lab's training SPS (steady state: the first update excluded),
@@ -8,7 +9,10 @@ their ratio, the peak memory of the training process (each workload trains in a 
 subprocess, so peaks do not carry over), and where the training time goes: env stepping (the
 backend's `step`), inference (acting), update (the batched rollout pass, advantages and the
 epochs) and logging (metrics.jsonl and the tracker). Shares are wall-clock, timed around those
-calls; the rest (buffer copies, normalization, bookkeeping) is "other".
+calls; the rest (buffer copies, normalization, bookkeeping) is "other". `--switches` trains each
+workload once per entry, each entry being extra overrides ("" for none), e.g. `amp=bf16`; with
+`compile=true` the acting time is not split out (a timer inside a compiled method would break its
+graph), so it counts as "other".
 
     cartpole_cleanrl  CartPole-v1, CleanRL's settings: 4 envs x 128 steps, 4 epochs x 4
                       minibatches, lr 2.5e-4, gymnasium sync vector env (CleanRL's own)
@@ -88,7 +92,7 @@ class Timers:
         setattr(owner, name, timed)
 
 
-def train_one(family: str, updates: int) -> dict[str, Any]:
+def train_one(family: str, updates: int, switches: list[str]) -> dict[str, Any]:
     """In a fresh process: train the workload, time its phases, report SPS and peak memory."""
     import ppo_lab.train as train_module
     from ppo_lab.config import validate
@@ -97,13 +101,13 @@ def train_one(family: str, updates: int) -> dict[str, Any]:
     from ppo_lab.networks import ActorCritic
     from ppo_lab.tracking import MetricsFile
 
-    overrides = FAMILIES[family]
+    overrides = [*FAMILIES[family], *switches]
     batch = validate(compose_config(*overrides)).run.batch_size
     settings = validate(compose_config(*overrides, f"total_timesteps={batch * updates}"))
     timers = Timers()
     for backend in (EnvpoolVectorEnv, GymnasiumVectorEnv):
         timers.wrap(backend, "step", "env stepping")
-    for method in ("act", "act_and_evaluate"):
+    for method in ("act", "act_and_evaluate") if not settings.run.compile else ():
         timers.wrap(ActorCritic, method, "inference")
     for function in ("update", "evaluate_rollout"):
         timers.wrap(train_module, function, "update")
@@ -131,32 +135,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=4)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--switches", nargs="+", default=[""], metavar="OVERRIDES")
     parser.add_argument("--one", choices=list(FAMILIES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # the child process of one workload
-        print(json.dumps(train_one(args.one, args.updates)))
+        print(json.dumps(train_one(args.one, args.updates, args.switches[0].split())))
         return
     phases = ("env stepping", "inference", "update", "logging", "other")
     print(
-        f"{'workload':18s} {'raw env SPS':>12s} {'training SPS':>13s} {'ratio':>6s} "
+        f"{'workload':30s} {'raw env SPS':>12s} {'training SPS':>13s} {'ratio':>6s} "
         f"{'peak MB':>8s}  " + " ".join(f"{p:>12s}" for p in phases)
     )
     for family in args.families:
         overrides = FAMILIES[family]
         cfg = compose_config(*overrides)
         raw = raw_sps(overrides, max(200, 8_000 // cfg.num_envs))
-        child = subprocess.run(
-            [sys.executable, __file__, "--one", family, "--updates", str(args.updates)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result = json.loads(child.stdout.strip().splitlines()[-1])
-        shares = " ".join(f"{result['shares'].get(p, 0.0):>12.0%}" for p in phases)
-        print(
-            f"{family:18s} {raw:>12,.0f} {result['sps']:>13,.0f} {result['sps'] / raw:>6.3f} "
-            f"{result['peak_mb']:>8,.0f}  {shares}"
-        )
+        for switches in args.switches:
+            command = [sys.executable, __file__, "--one", family, "--updates", str(args.updates)]
+            child = subprocess.run(
+                [*command, "--switches", switches], capture_output=True, text=True, check=True
+            )
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            shares = " ".join(f"{result['shares'].get(p, 0.0):>12.0%}" for p in phases)
+            label = f"{family} {switches}".strip()
+            print(
+                f"{label:30s} {raw:>12,.0f} {result['sps']:>13,.0f} "
+                f"{result['sps'] / raw:>6.3f} {result['peak_mb']:>8,.0f}  {shares}"
+            )
 
 
 if __name__ == "__main__":

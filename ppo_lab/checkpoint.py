@@ -32,6 +32,7 @@ RESUMABLE_CHANGES = frozenset(
         "logger",
         "device",
         "torch_threads",
+        "compile",
         "on_nonfinite",
         "pack_sweep",
     }

@@ -55,6 +55,8 @@ class RunSettings:
     bootstrap_truncations: bool = True  # a time limit bootstraps V(final obs); false: terminal
     device: str = "auto"
     torch_threads: NonNegativeInt | Literal["auto"] = "auto"  # ppo_lab/threads.py
+    amp: Literal["none", "bf16"] = "none"  # encoders compute in bfloat16 (ActorCritic.encode)
+    compile: bool = False  # torch.compile the minibatch loss and the policy step (ppo_lab/speed)
     checkpoint_interval: NonNegativeInt = 50
     eval_episodes: EvalEpisodes = 10
     resume: bool = True  # continue from <run dir>/checkpoint.pt when there is one (requeue)
@@ -292,7 +294,15 @@ def _check_sizes(run: RunSettings) -> list[str]:
             f"population={run.population} with seeds_per_trial={run.seeds_per_trial}: both "
             "train several seeds in one job; set one of them to 1"
         )
+    if run.population > 1 and run.compile:
+        problems.append(COMPILE_POPULATION)
     return problems
+
+
+COMPILE_POPULATION = (
+    "compile=true: a population's members run through torch.func.vmap, which this switch does "
+    "not compile; drop compile=true, or train single runs (population=1, no population launcher)"
+)
 
 
 def _check_video_extra() -> list[str]:

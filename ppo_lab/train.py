@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -48,6 +49,7 @@ from ppo_lab.signals import GracefulStop
 from ppo_lab.threads import intra_op_threads
 from ppo_lab.tracking import MetricsFile, Tracker, run_id
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16}  # the `amp` setting -> ActorCritic.encode
 RECENT_EPISODES = 10  # "final return" = mean undiscounted return of the last 10 training episodes
 CHECKPOINT = "checkpoint.pt"
 log = logging.getLogger("ppo_lab")
@@ -212,6 +214,41 @@ def explained_variance(predicted: Tensor, target: Tensor) -> float:
     return float("nan") if var_target == 0 else float(1 - (target - predicted).var() / var_target)
 
 
+class Minibatch(NamedTuple):
+    """What the rollout holds for one minibatch [B] (advantages before per-minibatch scaling)."""
+
+    obs: Tensor
+    actions: Tensor
+    logp_old: Tensor
+    advantages: Tensor
+    old_values: Tensor
+
+
+def minibatch_loss(
+    agent: ActorCritic,
+    loss: PPOLoss,
+    batch: Minibatch,
+    targets: Tensor,
+    normalize_minibatch_advantages: bool,
+    kl_beta: float | Tensor | None,
+) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """(total loss, its terms and diagnostics, log pi(a|s)) of the current networks on `batch`."""
+    logp, entropy, values = agent.evaluate(batch.obs, batch.actions)
+    adv = batch.advantages
+    if normalize_minibatch_advantages:
+        adv = normalize_advantages(adv)  # detail: per-minibatch advantage normalization
+    total, info = loss(
+        logp, batch.logp_old, adv, values, batch.old_values, targets, entropy, kl_beta
+    )
+    return total, info, logp
+
+
+MinibatchLoss = Callable[
+    [ActorCritic, PPOLoss, Minibatch, Tensor, bool, "float | Tensor | None"],
+    tuple[Tensor, dict[str, Tensor], Tensor],
+]
+
+
 def update(
     run: RunSettings,
     loss: PPOLoss,
@@ -221,11 +258,13 @@ def update(
     buf: Rollout,
     behaviour: RolloutValues,
     norm: Normalizers,
-    kl_beta: float | None,
+    kl_beta: float | Tensor | None,
+    minibatch_loss: MinibatchLoss = minibatch_loss,
 ) -> dict[str, float]:
     """One PPO update on a rollout: estimate advantages, then epochs of minibatch steps.
 
     Returns the diagnostics (minibatch means) under their fixed names (`losses/...`).
+    `minibatch_loss` is `torch.compile`d with `compile=true` (`compiled_steps`).
     """
     # V-trace's target policy is the one being optimised: its log-probs must be fresh each epoch.
     recompute = run.recompute_advantages or "logp_target" in declared_inputs(estimator)
@@ -253,12 +292,14 @@ def update(
             targets, old_values = b_returns, b_values_old
         epoch_kl = DiagnosticMeans()
         for idx in torch.randperm(run.batch_size, device=b_adv.device).split(run.minibatch_size):
-            logp, entropy, values = agent.evaluate(b_obs[idx], b_actions[idx])
             adv = b_adv[idx]
-            if norm.advantage_scope == "minibatch":
-                adv = normalize_advantages(adv)  # detail: per-minibatch advantage normalization
-            total, info = loss(
-                logp, b_logp_old[idx], adv, values, old_values[idx], targets[idx], entropy, kl_beta
+            total, info, logp = minibatch_loss(
+                agent,
+                loss,
+                Minibatch(b_obs[idx], b_actions[idx], b_logp_old[idx], adv, old_values[idx]),
+                targets[idx],
+                norm.advantage_scope == "minibatch",
+                kl_beta,
             )
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -301,6 +342,16 @@ def update(
     return out
 
 
+def compile_hot_paths(agent: ActorCritic) -> MinibatchLoss:
+    """compile=true: `torch.compile` the policy step (acting, in place on `agent`) and return
+    the compiled minibatch loss. Each compiles on its first call (seconds: inductor generates
+    and builds C++ or Triton kernels); backward comes fused from AOTAutograd. The optimizer step
+    stays eager: compiled, it recompiles whenever the annealed learning rate changes."""
+    agent.act = torch.compile(agent.act)  # type: ignore[method-assign]
+    agent.act_and_evaluate = torch.compile(agent.act_and_evaluate)  # type: ignore[method-assign]
+    return torch.compile(minibatch_loss)
+
+
 def nonfinite_loss_term(terms: dict[str, Tensor]) -> str:
     """The first non-finite quantity of a minibatch (read only when the gradient was)."""
     names = {"policy_loss": "policy loss", "value_loss": "value loss", "entropy": "entropy"}
@@ -337,9 +388,11 @@ def build_agent(
             ]
         )
     try:
-        return build(settings.cfg.network, observation_space=obs_space, action_space=action_space)
+        agent = build(settings.cfg.network, observation_space=obs_space, action_space=action_space)
     except ValueError as err:
         raise ConfigError([f"{where}: {err}"]) from err
+    agent.autocast_dtype = AMP_DTYPES[settings.run.amp]
+    return agent
 
 
 def train(
@@ -399,6 +452,7 @@ def train(
     except ConfigError:
         envs.close()
         raise
+    step_loss = compile_hot_paths(agent) if run.compile else minibatch_loss
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     kl_beta = loss.initial_kl_beta  # the KL-penalty coefficient is trainer state
     recent_returns: list[float] = []
@@ -502,7 +556,17 @@ def train(
                 behaviour = evaluate_rollout(agent, buf, norm)  # pi_old and V_old of the rollout
                 try:
                     diagnostics = update(
-                        run, loss, estimator, agent, optimizer, buf, behaviour, norm, kl_beta
+                        run,
+                        loss,
+                        estimator,
+                        agent,
+                        optimizer,
+                        buf,
+                        behaviour,
+                        norm,
+                        # compiled: a tensor, so a new beta does not recompile the loss
+                        torch.tensor(kl_beta) if run.compile and kl_beta is not None else kl_beta,
+                        step_loss,
                     )
                 except NonFiniteError as err:
                     raise NonFiniteError(f"{err} in {where}") from None

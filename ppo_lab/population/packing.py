@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ppo_lab.components import ConfigError
-from ppo_lab.config import Settings
+from ppo_lab.config import COMPILE_POPULATION, Settings
 
 MEMBER_RUN_KEYS = ("seed", "gamma", "max_grad_norm", "early_stop_kl", "population", "pack_sweep")
 MEMBER_GROUPS = ("loss", "advantage", "optim")
@@ -57,6 +57,8 @@ def _differences(a: Any, b: Any, path: str) -> list[str]:
 
 def check_packable(settings: Sequence[Settings]) -> None:
     """ConfigError naming what differs when the runs cannot be one population."""
+    if any(s.run.compile for s in settings):
+        raise ConfigError([COMPILE_POPULATION])
     shared = [
         shared_part(OmegaConf.to_container(s.cfg, resolve=True))  # type: ignore[arg-type]
         for s in settings

@@ -1,0 +1,128 @@
+"""The speed switches: `compile=true` and `amp=bf16` train CartPole as the plain run does.
+
+Each switch is checked twice: its hot path against the eager float32 one on the same inputs
+(closeness, not equality: compiled kernels fuse arithmetic, bfloat16 keeps 8 bits of mantissa),
+and a real short run that learns. CUDA variants skip, saying so, where there is no GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ppo_lab.components import ConfigError, build
+from ppo_lab.config import validate
+from ppo_lab.networks import mlp, nature_cnn
+from ppo_lab.population.packing import check_packable
+from ppo_lab.train import Minibatch, minibatch_loss, train
+
+from helpers import compose_config
+
+CARTPOLE_OBS = gym.spaces.Box(-5.0, 5.0, (4,), np.float32)
+NO_GPU = "needs a CUDA device (none here)"
+
+
+def cartpole_minibatch(size: int = 64) -> tuple[Minibatch, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    batch = Minibatch(
+        obs=torch.randn(size, 4, generator=gen),
+        actions=torch.randint(0, 2, (size,), generator=gen),
+        logp_old=torch.log(torch.full((size,), 0.5)) + 0.1 * torch.randn(size, generator=gen),
+        advantages=torch.randn(size, generator=gen),
+        old_values=torch.randn(size, generator=gen),
+    )
+    return batch, torch.randn(size, generator=gen)
+
+
+def loss_and_gradients(agent, loss, batch, targets, fn=minibatch_loss):
+    agent.zero_grad(set_to_none=True)
+    total, info, _ = fn(agent, loss, batch, targets, True, None)
+    total.backward()
+    return total.detach(), info, [p.grad.clone() for p in agent.parameters()]
+
+
+def short_run(tmp_path: Path, name: str, *overrides: str) -> dict:
+    """The default CartPole recipe on 40k steps (W&B off): its summary."""
+    settings = validate(
+        compose_config("logger=none", "total_timesteps=40000", "eval_episodes=5", *overrides)
+    )
+    return train(settings, tmp_path / name, {}, name)
+
+
+@pytest.mark.slow
+def test_the_compiled_minibatch_loss_and_its_gradient_equal_the_eager_ones():
+    torch.manual_seed(0)
+    agent = mlp(CARTPOLE_OBS, gym.spaces.Discrete(2))
+    loss = build(compose_config().loss)
+    batch, targets = cartpole_minibatch()
+    eager = loss_and_gradients(agent, loss, batch, targets)
+    compiled = loss_and_gradients(agent, loss, batch, targets, torch.compile(minibatch_loss))
+    torch.testing.assert_close(compiled[0], eager[0], rtol=1e-5, atol=1e-6)
+    for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"):
+        torch.testing.assert_close(compiled[1][key], eager[1][key], rtol=1e-5, atol=1e-6)
+    for got, want in zip(compiled[2], eager[2], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "network, obs_space",
+    [
+        (mlp, CARTPOLE_OBS),
+        (nature_cnn, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)),
+    ],
+    ids=["mlp", "nature_cnn"],
+)
+def test_bf16_encoders_hand_float32_outputs_close_to_the_float32_network(network, obs_space):
+    torch.manual_seed(0)
+    agent = network(obs_space, gym.spaces.Discrete(4))
+    obs = torch.as_tensor(np.stack([obs_space.sample() for _ in range(16)]))
+    actions = torch.randint(0, 4, (16,))
+    want = agent.evaluate(obs, actions)
+    agent.autocast_dtype = torch.bfloat16
+    got = agent.evaluate(obs, actions)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == torch.float32
+        assert not torch.equal(g, w)  # bfloat16 did compute them
+        torch.testing.assert_close(g, w, rtol=0.05, atol=0.02)
+    got[0].sum().backward()  # gradients reach the float32 parameters through the autocast
+    assert all(p.grad is not None for p in agent.actor_encoder.parameters())
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> dict:
+    return short_run(tmp_path_factory.mktemp("plain"), "plain")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("switch", ["compile=true", "amp=bf16"])
+def test_a_switch_trains_cartpole_as_the_plain_run_does(tmp_path, plain, switch):
+    switched = short_run(tmp_path, "switched", switch)
+    assert plain["final_return"] >= 150, plain  # random play scores ~22
+    assert switched["final_return"] >= 150, switched
+    assert switched["eval_return"] >= 150, switched
+    assert switched["global_step"] == plain["global_step"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
+@pytest.mark.parametrize("switch", ["compile=true", "amp=bf16"])
+def test_a_switch_trains_cartpole_on_cuda(tmp_path, switch):
+    switched = short_run(tmp_path, "cuda", "device=cuda", switch)
+    assert switched["final_return"] >= 150, switched
+
+
+def test_compile_is_refused_for_populations_naming_the_way_out():
+    with pytest.raises(ConfigError, match="compile=true: a population's members"):
+        validate(compose_config("population=2", "compile=true", "logger=none"))
+    packed = [validate(compose_config("compile=true", f"seed={s}")) for s in (1, 2)]
+    with pytest.raises(ConfigError, match="drop compile=true"):
+        check_packable(packed)
+
+
+def test_an_unknown_precision_is_refused_naming_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"amp.*'none' or 'bf16'"):
+        validate(compose_config("amp=fp16"))
