@@ -131,7 +131,7 @@ def training_state(
     *,
     config: dict[str, Any],
     agent: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict[str, Any],
     normalizers: dict[str, Any],
     global_step: int,
     update: int,
@@ -144,7 +144,7 @@ def training_state(
     """Everything needed to resume training or to run the policy as it was trained."""
     return {
         "model": agent.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,  # torch's per-parameter format
         "normalizers": normalizers,
         "global_step": global_step,
         "update": update,

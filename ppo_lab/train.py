@@ -40,6 +40,13 @@ from ppo_lab.config import RunSettings, Settings
 from ppo_lab.envs import VectorEnv, env_actions
 from ppo_lab.evaluation import evaluate_and_log
 from ppo_lab.files import remove_stale_temp_files
+from ppo_lab.flat_params import (
+    clip_grad_norm,
+    flat_state,
+    flatten_parameters,
+    per_parameter_state,
+    zero_gradients,
+)
 from ppo_lab.losses import PPOLoss
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers, normalize_advantages
@@ -301,17 +308,12 @@ def update(
                 norm.advantage_scope == "minibatch",
                 kl_beta,
             )
-            optimizer.zero_grad(set_to_none=True)
+            zero_gradients(params)  # in place: the gradients are views (flat_params)
             total.backward()
             # detail: global gradient-norm clipping; a NaN/inf gradient is caught here, before
             # the optimizer step, so the parameters are never corrupted.
-            try:
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    params, max_norm, error_if_nonfinite=True
-                )
-            except RuntimeError as err:
-                if "non-finite" not in str(err):
-                    raise
+            grad_norm = clip_grad_norm(params, max_norm)
+            if grad_norm is None:
                 cause = nonfinite_loss_term(
                     {
                         **info,
@@ -321,8 +323,8 @@ def update(
                     }
                 )
                 if run.on_nonfinite == "stop":
-                    raise NonFiniteError(f"non-finite {cause}") from None
-                optimizer.zero_grad(set_to_none=True)  # on_nonfinite=skip: drop this step
+                    raise NonFiniteError(f"non-finite {cause}")
+                zero_gradients(params)  # on_nonfinite=skip: drop this step
                 skipped_steps += 1
                 continue
             optimizer.step()
@@ -448,7 +450,8 @@ def train(
             device=device,
         )
         agent = build_agent(settings, choices, norm, obs_space, action_space).to(device)
-        optimizer: torch.optim.Optimizer = build(cfg.optim, params=agent.parameters())
+        # one flat parameter: zeroing, clipping and the Adam step are one op each (flat_params)
+        optimizer: torch.optim.Optimizer = build(cfg.optim, params=[flatten_parameters(agent)])
     except ConfigError:
         envs.close()
         raise
@@ -459,7 +462,7 @@ def train(
     global_step, first_update = 0, 1
     if resumed is not None:
         agent.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
+        optimizer.load_state_dict(flat_state(resumed["optimizer"], agent))
         norm.load_state_dict(resumed["normalizers"])
         set_rng_state(resumed["rng"])
         kl_beta, recent_returns = resumed["kl_beta"], resumed["recent_returns"]
@@ -492,7 +495,7 @@ def train(
             training_state(
                 config=config,
                 agent=agent,
-                optimizer=optimizer,
+                optimizer_state=per_parameter_state(optimizer.state_dict(), agent),
                 normalizers=norm.state_dict(),
                 global_step=global_step,
                 update=update_index,

@@ -162,7 +162,7 @@ def save_members(
         state = training_state(
             config=configs[k],
             agent=agent,
-            optimizer=optimizer,
+            optimizer_state=optimizer.state_dict(),
             normalizers=pop.norm.member_state_dict(k),
             global_step=global_step,
             update=update,
