@@ -1,18 +1,20 @@
 """Training speed of every env family against its environment's own stepping, in one run.
 
-    python benchmarks/speed.py [--updates 4] [--families cartpole_cleanrl cartpole_64 ...]
+    python benchmarks/speed.py [--updates 4] [--min-steps 20000]
+                               [--families cartpole_cleanrl cartpole_64 ...]
                                [--switches "" amp=bf16 compile=true ...]
 
 For each workload: the raw environment's stepping SPS (random actions, the library alone, as the
-env entry configures it), ppo_lab's training SPS (steady state: the first update excluded),
-their ratio, the peak memory of the training process (each workload trains in a fresh
+env entry configures it), ppo_lab's training SPS (steady state: the first update excluded; at least
+`--updates` updates and `--min-steps` env steps, so a small batch is not timed over a fraction of a
+second), their ratio, the peak memory of the training process (each workload trains in a fresh
 subprocess, so peaks do not carry over), and where the training time goes: env stepping (the
-backend's `step`), inference (acting), update (the batched rollout pass, advantages and the
-epochs) and logging (metrics.jsonl and the tracker). Shares are wall-clock, timed around those
-calls; the rest (buffer copies, normalization, bookkeeping) is "other". `--switches` trains each
-workload once per entry, each entry being extra overrides ("" for none), e.g. `amp=bf16`; with
-`compile=true` the acting time is not split out (a timer inside a compiled method would break its
-graph), so it counts as "other".
+backend's `step`), inference (acting), update (the batched rollout pass, advantages and the epochs)
+and logging (metrics.jsonl and the tracker). Shares are wall-clock, timed around those calls; the
+rest (buffer copies, normalization, bookkeeping) is "other". `--switches` trains each workload once
+per entry, each entry being extra overrides ("" for none), e.g. `amp=bf16`; with `compile=true` the
+acting time is not split out (a timer inside a compiled method would break its graph), so it counts
+as "other".
 
     cartpole_cleanrl  CartPole-v1, CleanRL's settings: 4 envs x 128 steps, 4 epochs x 4
                       minibatches, lr 2.5e-4, gymnasium sync vector env (CleanRL's own)
@@ -92,7 +94,7 @@ class Timers:
         setattr(owner, name, timed)
 
 
-def train_one(family: str, updates: int, switches: list[str]) -> dict[str, Any]:
+def train_one(family: str, updates: int, min_steps: int, switches: list[str]) -> dict[str, Any]:
     """In a fresh process: train the workload, time its phases, report SPS and peak memory."""
     import ppo_lab.train as train_module
     from ppo_lab.config import validate
@@ -103,6 +105,7 @@ def train_one(family: str, updates: int, switches: list[str]) -> dict[str, Any]:
 
     overrides = [*FAMILIES[family], *switches]
     batch = validate(compose_config(*overrides)).run.batch_size
+    updates = max(updates, -(-min_steps // batch))
     settings = validate(compose_config(*overrides, f"total_timesteps={batch * updates}"))
     timers = Timers()
     for backend in (EnvpoolVectorEnv, GymnasiumVectorEnv):
@@ -135,11 +138,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=4)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--min-steps", type=int, default=20_000)
     parser.add_argument("--switches", nargs="+", default=[""], metavar="OVERRIDES")
     parser.add_argument("--one", choices=list(FAMILIES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # the child process of one workload
-        print(json.dumps(train_one(args.one, args.updates, args.switches[0].split())))
+        switches = args.switches[0].split()
+        print(json.dumps(train_one(args.one, args.updates, args.min_steps, switches)))
         return
     phases = ("env stepping", "inference", "update", "logging", "other")
     print(
@@ -152,6 +157,7 @@ def main() -> None:
         raw = raw_sps(overrides, max(200, 8_000 // cfg.num_envs))
         for switches in args.switches:
             command = [sys.executable, __file__, "--one", family, "--updates", str(args.updates)]
+            command += ["--min-steps", str(args.min_steps)]
             child = subprocess.run(
                 [*command, "--switches", switches], capture_output=True, text=True, check=True
             )
