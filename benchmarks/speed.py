@@ -110,7 +110,8 @@ def train_one(family: str, updates: int, min_steps: int, switches: list[str]) ->
     timers = Timers()
     for backend in (EnvpoolVectorEnv, GymnasiumVectorEnv):
         timers.wrap(backend, "step", "env stepping")
-    for method in ("act", "act_and_evaluate") if not settings.run.compile else ():
+    compiled = getattr(settings.run, "compile", False)  # (older ppo_lab: no such switch)
+    for method in ("act", "act_and_evaluate") if not compiled else ():
         timers.wrap(ActorCritic, method, "inference")
     for function in ("update", "evaluate_rollout"):
         timers.wrap(train_module, function, "update")
