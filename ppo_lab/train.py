@@ -271,7 +271,7 @@ def update(
     """One PPO update on a rollout: estimate advantages, then epochs of minibatch steps.
 
     Returns the diagnostics (minibatch means) under their fixed names (`losses/...`).
-    `minibatch_loss` is `torch.compile`d with `compile=true` (`compiled_steps`).
+    `minibatch_loss` is `torch.compile`d with `compile=true` (`compile_hot_paths`).
     """
     # V-trace's target policy is the one being optimised: its log-probs must be fresh each epoch.
     recompute = run.recompute_advantages or "logp_target" in declared_inputs(estimator)
@@ -568,7 +568,9 @@ def train(
                         behaviour,
                         norm,
                         # compiled: a tensor, so a new beta does not recompile the loss
-                        torch.tensor(kl_beta) if run.compile and kl_beta is not None else kl_beta,
+                        torch.tensor(kl_beta, device=device)
+                        if run.compile and kl_beta is not None
+                        else kl_beta,
                         step_loss,
                     )
                 except NonFiniteError as err:
