@@ -56,7 +56,7 @@ class RunSettings:
     device: str = "auto"
     torch_threads: NonNegativeInt | Literal["auto"] = "auto"  # ppo_lab/threads.py
     amp: Literal["none", "bf16"] = "none"  # encoders compute in bfloat16 (ActorCritic.encode)
-    compile: bool = False  # torch.compile the minibatch loss and the policy step (ppo_lab/speed)
+    compile: bool = False  # torch.compile the minibatch loss and the policy step (train.py)
     checkpoint_interval: NonNegativeInt = 50
     eval_episodes: EvalEpisodes = 10
     resume: bool = True  # continue from <run dir>/checkpoint.pt when there is one (requeue)
