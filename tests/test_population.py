@@ -456,3 +456,26 @@ def test_a_members_checkpoint_loads_as_a_single_runs_policy(tmp_path):
         )
         assert len(member.figures["eval_returns"]) == 3
         assert returns == member.figures["eval_returns"], "the policy the population evaluated"
+
+
+@pytest.mark.parametrize("network", ["nature_cnn", "impala_cnn"])
+def test_cnn_members_compute_what_each_agent_computes_alone(network):
+    """The CNNs' images are laid out channels-last for a single run; vmap cannot do that, so a
+    population's members take them NCHW, with the same results."""
+    import gymnasium as gym
+
+    from ppo_lab.networks import impala_cnn, nature_cnn
+    from ppo_lab.population.agents import MemberAgents
+
+    factory = {"nature_cnn": nature_cnn, "impala_cnn": impala_cnn}[network]
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agents = [factory(space, gym.spaces.Discrete(4)) for _ in range(2)]
+    members = MemberAgents(agents, [torch.Generator().manual_seed(k) for k in range(2)])
+    obs = torch.as_tensor(np.stack([[space.sample() for _ in range(3)] for _ in range(2)]))
+    actions = torch.randint(0, 4, (2, 3))
+    together = members.evaluate(obs, actions)
+    for k, agent in enumerate(agents):
+        alone = agent.evaluate(obs[k], actions[k])
+        for got, want in zip(together, alone, strict=True):
+            torch.testing.assert_close(got[k], want, rtol=1e-4, atol=1e-5)
+    assert members.act(obs.flatten(0, 1)).shape == (6,)

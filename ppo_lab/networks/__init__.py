@@ -3,7 +3,7 @@
 """
 
 from ppo_lab.networks.actor_critic import ActorCritic
-from ppo_lab.networks.cnn import impala_cnn, nature_cnn
+from ppo_lab.networks.cnn import impala_cnn, nature_cnn, pixels_for_vmap
 from ppo_lab.networks.heads import CategoricalHead, GaussianHead, MultiDiscreteHead, head_for
 from ppo_lab.networks.mlp import mlp
 
@@ -16,4 +16,5 @@ __all__ = [
     "impala_cnn",
     "mlp",
     "nature_cnn",
+    "pixels_for_vmap",
 ]

@@ -49,14 +49,24 @@ def image_layout(space: gym.Space, network: str) -> tuple[int, int, int, bool]:
 class Pixels(nn.Module):
     """Observation -> float [B, C, H, W] (stored channels-last), uint8 scaled by 1/255."""
 
+    memory_format = torch.channels_last  # NCHW under torch.func.vmap (`pixels_for_vmap`)
+
     def __init__(self, channels_last: bool):
         super().__init__()
         self.channels_last = channels_last
 
     def forward(self, obs: Tensor) -> Tensor:
         x = obs.permute(0, 3, 1, 2) if self.channels_last else obs
-        x = x.contiguous(memory_format=torch.channels_last)  # moved while 1 byte per pixel
+        x = x.contiguous(memory_format=self.memory_format)  # moved while 1 byte per pixel
         return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()  # pixels in [0, 1]
+
+
+def pixels_for_vmap(module: nn.Module) -> None:
+    """`module`'s images stay NCHW: torch.func.vmap (a population's members) cannot lay a tensor
+    out channels-last. Its convolutions still run, on the stacked channels-last weights."""
+    for m in module.modules():
+        if isinstance(m, Pixels):
+            m.memory_format = torch.contiguous_format
 
 
 def _feature_size(convs: nn.Module, c: int, h: int, w: int, network: str) -> int:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ppo_lab.networks import ActorCritic
+from ppo_lab.networks import ActorCritic, pixels_for_vmap
 
 
 class _Method(nn.Module):
@@ -50,7 +50,9 @@ class MemberAgents:
         params, buffers = stack_module_state(list(agents))
         self.params: dict[str, Tensor] = params
         self.buffers: dict[str, Tensor] = buffers
-        self._template = _Method(copy.deepcopy(agents[0]).to("meta"))
+        template = copy.deepcopy(agents[0]).to("meta")
+        pixels_for_vmap(template)
+        self._template = _Method(template)
         self._head = agents[0].head
         self._param_dim = agents[0].head.linear.out_features  # logits or means per sample
         self.generators = list(generators)
