@@ -1,11 +1,12 @@
 """A single run's parameters as views into one buffer, and their gradients into another.
 
 A small network's minibatch step is dominated by per-tensor overhead, not arithmetic: zeroing,
-clipping and stepping the ten tensors of CartPole's two 64x64 MLPs took 530 us of a 2.1 ms step
-on this CPU (fused Adam 210, clip_grad_norm_ 250, zero_grad 70). With every parameter a view into
-one flat tensor and every gradient a view into another, the optimizer steps one tensor and the
-gradient norm is one reduction: 70 us in all. Autograd accumulates into the gradient views in
-place, so they must be zeroed (`zero_grad(set_to_none=False)`), never set to None.
+clipping and stepping the ten tensors of CartPole's two 64x64 MLPs took 357-484 us of a 1.5-2.0 ms
+step on this CPU (fused Adam, clip_grad_norm_, zero_grad). With every parameter a view into one
+flat tensor and every gradient a view into another, the optimizer steps one tensor and the
+gradient norm is one reduction: 186-228 us (`python benchmarks/minibatch_step.py`). Autograd
+accumulates into the gradient views in place, so they are zeroed in place (`zero_gradients`),
+never set to None.
 
 Checkpoints keep torch's per-parameter optimizer format (`per_parameter_state`, `flat_state`):
 a population member's checkpoint resumes as a single run, and older checkpoints still load.
@@ -79,7 +80,7 @@ def flat_state(state: dict[str, Any], module: nn.Module) -> dict[str, Any]:
 
 def zero_gradients(params: Sequence[Tensor]) -> None:
     """Zero the gradients in place (views stay views); one op for a flat parameter, where
-    `Optimizer.zero_grad` spends 60 us of Python."""
+    `Optimizer.zero_grad` spends 50-70 us of Python."""
     for p in params:
         if p.grad is not None:
             p.grad.zero_()
@@ -89,7 +90,7 @@ def clip_grad_norm(params: Sequence[Tensor], max_norm: float) -> Tensor | None:
     """The gradients' global L2 norm before clipping, having scaled them in place by
     min(1, max_norm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_'s rule); None, leaving them
     as they are, when the norm is not finite. For a flat parameter that is one reduction and one
-    multiply: 30 us here, against clip_grad_norm_'s 180-250."""
+    multiply: 60-90 us here, against clip_grad_norm_'s 170-240."""
     grads = [p.grad for p in params if p.grad is not None]
     norms = [torch.linalg.vector_norm(g) for g in grads]
     norm = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
