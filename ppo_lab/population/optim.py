@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ppo_lab.flat_params import clip_scale
+
 
 def per_member(values: Tensor, like: Tensor) -> Tensor:
     """[M] -> [M, 1, ..., 1], broadcastable against `like` [M, ...]."""
@@ -32,7 +34,7 @@ def clip_grad_norms(params: list[Tensor], max_norms: Tensor) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     squares = torch.stack([g.reshape(g.shape[0], -1).square().sum(1) for g in grads])
     norms = squares.sum(0).sqrt()  # ||g_k|| over every parameter tensor of member k
-    scale = (max_norms / (norms + 1e-6)).clamp(max=1.0)  # torch's clip coefficient
+    scale = clip_scale(max_norms, norms)  # torch's clip coefficient, per member
     scale = torch.where(torch.isfinite(scale), scale, torch.ones_like(scale))
     for g in grads:
         g.mul_(per_member(scale, g))
