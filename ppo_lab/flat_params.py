@@ -15,7 +15,7 @@ a population member's checkpoint resumes as a single run, and older checkpoints 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -42,6 +42,34 @@ def flatten_parameters(module: nn.Module) -> nn.Parameter:
     flat_param = nn.Parameter(flat)  # shares `flat`'s storage: its step moves every view
     flat_param.grad = grad
     return flat_param
+
+
+def stack_parameters(
+    modules: Sequence[nn.Module], shapes: Mapping[str, torch.Size] | None = None
+) -> tuple[nn.Parameter, dict[str, nn.Parameter]]:
+    """M modules of one architecture as one flat parameter [M, P] (row k: module k's parameters
+    in `parameters()` order, so row k is what `flatten_parameters` makes of module k), its
+    gradient one [M, P] buffer, and per parameter name a leaf [M, *shape] that views both (what
+    a population's networks compute with). `shapes` may give a name another shape of the same
+    size, e.g. [M, 1, A] for a parameter that broadcasts over a batch."""
+    named = [dict(m.named_parameters()) for m in modules]
+    members, first = len(modules), next(iter(named[0].values()))
+    sizes = [p.numel() for p in named[0].values()]
+    flat = torch.empty(members, sum(sizes), dtype=first.dtype, device=first.device)
+    grad = torch.zeros_like(flat)
+    leaves: dict[str, nn.Parameter] = {}
+    offset = 0
+    for (name, p), size in zip(named[0].items(), sizes, strict=True):
+        shape = shapes[name] if shapes is not None else torch.Size((members, *p.shape))
+        columns = slice(offset, offset + size)
+        flat[:, columns].copy_(torch.stack([n[name].detach().reshape(-1) for n in named]))
+        leaf = nn.Parameter(flat[:, columns].view(shape))  # shares `flat`'s storage
+        leaf.grad = grad[:, columns].view(shape)  # autograd accumulates here, in place
+        leaves[name] = leaf
+        offset += size
+    flat_param = nn.Parameter(flat)
+    flat_param.grad = grad
+    return flat_param, leaves
 
 
 def per_parameter_state(state: dict[str, Any], module: nn.Module) -> dict[str, Any]:

@@ -312,8 +312,8 @@ def _nan_gradient_for_member_1_from_update_2(monkeypatch) -> None:
     real = population_update.clip_grad_norms
     calls = []
 
-    def clip(params: list[torch.Tensor], max_norms: torch.Tensor) -> torch.Tensor:
-        norms = real(params, max_norms)
+    def clip(grad: torch.Tensor, max_norms: torch.Tensor) -> torch.Tensor:
+        norms = real(grad, max_norms)
         calls.append(1)
         if len(calls) > 4 * 4:  # update 1 is 4 epochs x 4 minibatches
             norms = norms.clone()
@@ -458,24 +458,60 @@ def test_a_members_checkpoint_loads_as_a_single_runs_policy(tmp_path):
         assert returns == member.figures["eval_returns"], "the policy the population evaluated"
 
 
-@pytest.mark.parametrize("network", ["nature_cnn", "impala_cnn"])
-def test_cnn_members_compute_what_each_agent_computes_alone(network):
-    """The CNNs' images are laid out channels-last for a single run; vmap cannot do that, so a
-    population's members take them NCHW, with the same results."""
+@pytest.mark.parametrize(
+    ("network", "actions", "batched"),
+    [
+        ("nature_cnn", "discrete", False),
+        ("impala_cnn", "discrete", False),
+        ("mlp", "discrete", True),
+        ("mlp", "continuous", True),
+        ("mlp_shared", "continuous", True),
+    ],
+)
+def test_members_compute_what_each_agent_computes_alone(network, actions, batched):
+    """MLP members compute with member-batched layers (one baddbmm per layer, no vmap), CNN
+    members with vmap; the CNNs' images are laid out channels-last for a single run, which vmap
+    cannot do, so a population's members take them NCHW. Either way each member's
+    log-probabilities, entropies, values and gradients are its agent's alone."""
     import gymnasium as gym
 
-    from ppo_lab.networks import impala_cnn, nature_cnn
+    from ppo_lab.networks import impala_cnn, mlp, nature_cnn
     from ppo_lab.population.agents import MemberAgents
 
-    factory = {"nature_cnn": nature_cnn, "impala_cnn": impala_cnn}[network]
-    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    agents = [factory(space, gym.spaces.Discrete(4)) for _ in range(2)]
+    if network.endswith("cnn"):
+        space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    else:
+        space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+    action_space = (
+        gym.spaces.Discrete(4)
+        if actions == "discrete"
+        else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    )
+    factory = {
+        "nature_cnn": nature_cnn,
+        "impala_cnn": impala_cnn,
+        "mlp": mlp,
+        "mlp_shared": lambda o, a: mlp(o, a, shared=True),
+    }[network]
+    torch.manual_seed(0)
+    agents = [factory(space, action_space) for _ in range(2)]
+    for k, agent in enumerate(agents):  # members that differ in their log-std too
+        if hasattr(agent.head, "log_std"):
+            agent.head.log_std.data.fill_(-0.5 * k)
     members = MemberAgents(agents, [torch.Generator().manual_seed(k) for k in range(2)])
+    assert (members._batched is not None) == batched
     obs = torch.as_tensor(np.stack([[space.sample() for _ in range(3)] for _ in range(2)]))
-    actions = torch.randint(0, 4, (2, 3))
-    together = members.evaluate(obs, actions)
+    acts = torch.as_tensor(np.stack([[action_space.sample() for _ in range(3)] for _ in range(2)]))
+    together = members.evaluate(obs, acts)
+    sum(part.sum() for part in together).backward()
     for k, agent in enumerate(agents):
-        alone = agent.evaluate(obs[k], actions[k])
+        alone = agent.evaluate(obs[k], acts[k])
         for got, want in zip(together, alone, strict=True):
             torch.testing.assert_close(got[k], want, rtol=1e-4, atol=1e-5)
-    assert members.act(obs.flatten(0, 1)).shape == (6,)
+        sum(part.sum() for part in alone).backward()
+        for name, param in agent.named_parameters():
+            got = members.params[name].grad[k].reshape(param.shape)
+            torch.testing.assert_close(got, param.grad, rtol=1e-4, atol=1e-5)
+        row = torch.cat([p.grad.flatten() for p in agent.parameters()])  # flatten_parameters' order
+        torch.testing.assert_close(members.flat.grad[k], row, rtol=1e-4, atol=1e-5)
+    assert members.act(obs.flatten(0, 1)).shape[0] == 6

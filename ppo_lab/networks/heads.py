@@ -138,8 +138,9 @@ class GaussianHead(nn.Module):
         return (-0.5 * z.square() - self.log_std - LOG_SQRT_2PI).sum(-1)
 
     def entropy(self, mean: Tensor) -> Tensor:
-        # H = sum_i (1/2 + log sqrt(2 pi) + log sigma_i), the same for every state
-        return (0.5 + LOG_SQRT_2PI + self.log_std).sum().expand(mean.shape[:-1])
+        # H = sum_i (1/2 + log sqrt(2 pi) + log sigma_i), the same for every state (log_std is
+        # [A], or a population's [M, 1, A])
+        return (0.5 + LOG_SQRT_2PI + self.log_std).sum(-1).expand(mean.shape[:-1])
 
     def distribution(self, mean: Tensor) -> torch.distributions.Distribution:
         normal = torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))

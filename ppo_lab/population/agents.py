@@ -1,9 +1,12 @@
 """M actor-critics as one: parameters stacked along a leading member dimension.
 
 Each member is built as its separate run would build it (`torch.manual_seed(seed)`, then the
-network factory), then the M modules' parameters are stacked (`torch.func.stack_module_state`)
-and every forward pass is one `vmap` of `functional_call` over the members: M agents' matrix
-products run as batched ones, with one set of Python and autograd overhead.
+network factory), then the M modules' parameters are stacked into one flat parameter [M, P]
+(`flat_params.stack_parameters`: the optimizer and the gradient clip each touch one tensor), with
+a leaf [M, ...] per parameter viewing it. MLPs compute with a member-batched copy of their module
+(`population.batched`: one baddbmm per layer); other networks (the CNNs) with one `vmap` of
+`functional_call` over the members. Either way M agents' products run as batched ones, with one
+set of Python and autograd overhead.
 
 Layouts. The envs of a population are one vector env of M * N envs, member-major: env e belongs
 to member e // N. Rollout tensors are [T, M * N, ...]; the update works on [M, B, ...].
@@ -21,9 +24,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, vmap
 
+from ppo_lab.flat_params import stack_parameters
 from ppo_lab.networks import ActorCritic, pixels_for_vmap
+from ppo_lab.population.batched import batchable, member_batched, member_shapes
 
 
 class _Method(nn.Module):
@@ -41,28 +46,38 @@ class _Method(nn.Module):
 
 
 class MemberAgents:
-    """`M` ActorCritics with stacked parameters [M, ...]; `parameters()` are the leaf tensors the
-    optimizer steps. `evaluate` and `value` take and return member-major tensors [M, B, ...];
-    `act` takes env-major observations [M * N, ...], as the rollout holds them."""
+    """`M` ActorCritics with stacked parameters [M, ...] viewing one flat parameter `flat`
+    [M, P], the tensor the optimizer steps (its `grad` is every member's gradient). `evaluate`
+    and `value` take and return member-major tensors [M, B, ...]; `act` takes env-major
+    observations [M * N, ...], as the rollout holds them."""
 
     def __init__(self, agents: Sequence[ActorCritic], generators: Sequence[torch.Generator]):
         self.num_members = len(agents)
-        params, buffers = stack_module_state(list(agents))
-        self.params: dict[str, Tensor] = params
-        self.buffers: dict[str, Tensor] = buffers
-        template = copy.deepcopy(agents[0]).to("meta")
-        pixels_for_vmap(template)
-        self._template = _Method(template)
-        self._head = agents[0].head
-        self._param_dim = agents[0].head.linear.out_features  # logits or means per sample
+        template = agents[0]
+        self.shapes = {name: p.shape for name, p in template.named_parameters()}  # one member's
+        batched = batchable(template)
+        shapes = member_shapes(template, self.num_members) if batched else None
+        self.flat, self.params = stack_parameters(agents, shapes)
+        self.buffers = {
+            name: torch.stack([dict(a.named_buffers())[name] for a in agents])
+            for name, _ in template.named_buffers()
+        }
+        self._batched = member_batched(template, self.params) if batched else None
+        meta = copy.deepcopy(template).to("meta")
+        pixels_for_vmap(meta)
+        self._template = _Method(meta)
+        self._head = template.head
+        self._param_dim = template.head.linear.out_features  # logits or means per sample
         self.generators = list(generators)
         self._calls: dict[str, Callable[..., Any]] = {}
 
-    def parameters(self) -> list[Tensor]:
-        return list(self.params.values())
-
     def call(self, method: str, *args: Tensor) -> Any:
         """`ActorCritic.<method>(*args)` of every member on its own slice of args [M, ...]."""
+        if self._batched is not None:
+            if method == "act":
+                obs, noise = args
+                return self._batched.act(obs, noise=noise)
+            return getattr(self._batched, method)(*args)
         if method not in self._calls:
 
             def one(params: dict[str, Tensor], buffers: dict[str, Tensor], *args: Tensor) -> Any:
@@ -91,7 +106,10 @@ class MemberAgents:
     def member(self, k: int) -> ActorCritic:
         """Member k as a standalone module (a copy of its parameters)."""
         agent = copy.deepcopy(self._template.agent).to_empty(device=self.device)
-        state = {name: value[k].detach().clone() for name, value in self.params.items()}
+        state = {
+            name: value[k].detach().reshape(self.shapes[name]).clone()
+            for name, value in self.params.items()
+        }
         state.update({name: value[k].clone() for name, value in self.buffers.items()})
         agent.load_state_dict(state)
         return agent
@@ -100,8 +118,8 @@ class MemberAgents:
         """Set member k's parameters and buffers from an ActorCritic state dict."""
         with torch.no_grad():
             for name, value in {**self.params, **self.buffers}.items():
-                value[k].copy_(state[name])
+                value[k].copy_(state[name].reshape(value[k].shape))
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self.params.values())).device
+        return self.flat.device

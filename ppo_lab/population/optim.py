@@ -1,4 +1,4 @@
-"""Adam (and AdamW) and gradient-norm clipping for stacked parameters [M, ...], per member.
+"""Adam (and AdamW) and gradient-norm clipping for a population's flat parameter [M, P], per member.
 
 Every hyperparameter is a tensor [M]: members of one population may differ in learning rate (and
 its annealing), betas, eps and weight decay. A member that is not `active` in a step (it stopped
@@ -22,49 +22,46 @@ from torch import Tensor
 from ppo_lab.flat_params import clip_scale
 
 
-def per_member(values: Tensor, like: Tensor) -> Tensor:
-    """[M] -> [M, 1, ..., 1], broadcastable against `like` [M, ...]."""
-    return values.view(-1, *([1] * (like.ndim - 1)))
-
-
-def clip_grad_norms(params: list[Tensor], max_norms: Tensor) -> Tensor:
-    """Scale each member's gradient to a global norm of at most max_norms [M] (inf: no clip), as
-    torch.nn.utils.clip_grad_norm_ does for one model. Returns the norms before clipping [M];
-    a member whose norm is not finite has a NaN/inf gradient and is left unscaled."""
-    grads = [p.grad for p in params if p.grad is not None]
-    squares = torch.stack([g.reshape(g.shape[0], -1).square().sum(1) for g in grads])
-    norms = squares.sum(0).sqrt()  # ||g_k|| over every parameter tensor of member k
+def clip_grad_norms(grad: Tensor, max_norms: Tensor) -> Tensor:
+    """Scale each member's gradient row of grad [M, P] to a norm of at most max_norms [M] (inf: no
+    clip), as torch.nn.utils.clip_grad_norm_ does for one model. Returns the norms before
+    clipping [M]; a member whose norm is not finite has a NaN/inf gradient and is left unscaled."""
+    norms = torch.linalg.vector_norm(grad, dim=1)  # ||g_k|| over all of member k's parameters
     scale = clip_scale(max_norms, norms)  # torch's clip coefficient, per member
-    scale = torch.where(torch.isfinite(scale), scale, torch.ones_like(scale))
-    for g in grads:
-        g.mul_(per_member(scale, g))
+    grad.mul_(torch.where(torch.isfinite(scale), scale, 1.0).unsqueeze(1))
     return norms
 
 
 class MemberAdam:
-    """Adam / AdamW over stacked parameters with per-member hyperparameters [M]."""
+    """Adam / AdamW over a flat parameter [M, P] (`MemberAgents.flat`) with per-member
+    hyperparameters [M]; `shapes` are one member's parameter shapes in order (its row's layout),
+    for the checkpoints' per-parameter format."""
 
     def __init__(
         self,
-        params: list[Tensor],
+        param: Tensor,
+        shapes: list[torch.Size],
         *,
         lr: Tensor,
         betas: tuple[Tensor, Tensor],
         eps: Tensor,
         weight_decay: Tensor,
     ):
-        self.params = params
+        self.param = param
+        self.sizes = [shape.numel() for shape in shapes]
+        self.shapes = shapes
         self.lr = lr.clone()  # the current (annealed) learning rate of each member
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.weight_decay = weight_decay
         self.steps = torch.zeros_like(lr)  # Adam's t, per member
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.exp_avg = torch.zeros_like(param)
+        self.exp_avg_sq = torch.zeros_like(param)
 
     def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        """Zero the gradient in place: the stacked leaves' gradients are views of it."""
+        if self.param.grad is not None:
+            self.param.grad.zero_()
 
     @torch.no_grad()
     def step(self, active: Tensor) -> None:
@@ -72,36 +69,42 @@ class MemberAdam:
         gate = active.to(self.lr.dtype)
         self.steps += gate
         t = self.steps.clamp(min=1.0)  # a member that never stepped has no bias to correct
-        step_size = gate * self.lr / (1 - self.beta1**t)
-        bias2_sqrt = (1 - self.beta2**t).sqrt()
-        decay = 1 - gate * self.lr * self.weight_decay
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-            if p.grad is None:
-                continue
-            g = torch.where(per_member(active, p), p.grad, 0.0)  # NaN gradients stay out
-            m.lerp_(g, per_member(gate * (1 - self.beta1), p))
-            v.mul_(per_member(torch.where(active, self.beta2, 1.0), p))
-            v.addcmul_(g * per_member(gate * (1 - self.beta2), p), g)
-            denom = (v.sqrt() / per_member(bias2_sqrt, p)).add_(per_member(self.eps, p))
-            p.mul_(per_member(decay, p)).sub_(per_member(step_size, p) * m / denom)
+        step_size = (gate * self.lr / (1 - self.beta1**t)).unsqueeze(1)
+        bias2_sqrt = (1 - self.beta2**t).sqrt().unsqueeze(1)
+        decay = (1 - gate * self.lr * self.weight_decay).unsqueeze(1)
+        p, m, v = self.param, self.exp_avg, self.exp_avg_sq
+        g = torch.where(active.unsqueeze(1), p.grad, 0.0)  # NaN gradients stay out
+        m.lerp_(g, (gate * (1 - self.beta1)).unsqueeze(1))
+        v.mul_(torch.where(active, self.beta2, 1.0).unsqueeze(1))
+        v.addcmul_(g * (gate * (1 - self.beta2)).unsqueeze(1), g)
+        denom = (v.sqrt() / bias2_sqrt).add_(self.eps.unsqueeze(1))
+        p.mul_(decay).sub_(step_size * m / denom)
 
     def member_state(self, k: int) -> dict[str, Any]:
         """Member k's moments and step count (indices in parameter order), torch's format."""
         step = self.steps[k].detach().cpu().clone()
+        if step == 0:
+            return {}
         return {
-            i: {"step": step.clone(), "exp_avg": m[k].clone(), "exp_avg_sq": v[k].clone()}
-            for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq, strict=True))
-            if step > 0
+            i: {"step": step.clone(), "exp_avg": m.clone(), "exp_avg_sq": v.clone()}
+            for i, (m, v) in enumerate(self._moments(k))
         }
 
     def load_member_state(self, k: int, state: dict[Any, dict[str, Tensor]]) -> None:
         """Restore member k from a torch Adam state (`optimizer.state_dict()["state"]`)."""
         with torch.no_grad():
-            for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq, strict=True)):
+            for i, (m, v) in enumerate(self._moments(k)):
                 entry = state.get(i)
                 if entry is None:
-                    m[k].zero_(), v[k].zero_()
+                    m.zero_(), v.zero_()
                     continue
-                m[k].copy_(entry["exp_avg"])
-                v[k].copy_(entry["exp_avg_sq"])
+                m.copy_(entry["exp_avg"])
+                v.copy_(entry["exp_avg_sq"])
                 self.steps[k] = float(entry["step"])
+
+    def _moments(self, k: int) -> list[tuple[Tensor, Tensor]]:
+        """Member k's (exp_avg, exp_avg_sq) per parameter, views in the parameter's shape."""
+        rows = (self.exp_avg[k].split(self.sizes), self.exp_avg_sq[k].split(self.sizes))
+        return [
+            (m.view(shape), v.view(shape)) for m, v, shape in zip(*rows, self.shapes, strict=True)
+        ]

@@ -68,7 +68,7 @@ class Population:
         # the reward scaler's return accumulates in float64, with each member's gamma as given
         gamma64 = self.per_env(self.gamma.double().new_tensor([r.gamma for r in self.runs]))
         self.norm = MemberNormalizers(normalizers, run.num_envs, gamma64)
-        self.optimizer = member_optimizer(members, self.agents.parameters(), device)
+        self.optimizer = member_optimizer(members, self.agents, device)
         self.max_grad_norm = self.per_member(
             [r.max_grad_norm if r.max_grad_norm is not None else float("inf") for r in self.runs]
         )
@@ -106,7 +106,7 @@ def member_generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def member_optimizer(
-    members: list[Member], params: list[Tensor], device: torch.device
+    members: list[Member], agents: MemberAgents, device: torch.device
 ) -> MemberAdam:
     """`MemberAdam` with each member's `optim` entry (adam or adamw) as its hyperparameters."""
     entries = []
@@ -127,7 +127,8 @@ def member_optimizer(
         return torch.tensor(out, dtype=torch.float32, device=device)
 
     return MemberAdam(
-        params,
+        agents.flat,
+        list(agents.shapes.values()),
         lr=values("lr", 2.5e-4),
         betas=(values("betas", 0.9, 0), values("betas", 0.999, 1)),
         eps=values("eps", 1e-5),

@@ -4,6 +4,7 @@ layouts it moves between: env-major rollouts [T, M * N, ...] and member-major ba
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -141,8 +142,8 @@ def update_population(pop: Population, buf: Rollout, behaviour: RolloutValues) -
                 kl_beta=kl_beta,
             )
             pop.optimizer.zero_grad()
-            total.sum().backward()
-            grad_norm = clip_grad_norms(pop.optimizer.params, pop.max_grad_norm)
+            backward(total)
+            grad_norm = clip_grad_norms(pop.agents.flat.grad, pop.max_grad_norm)
             finite = torch.isfinite(grad_norm)
             for k in torch.nonzero(active & ~finite).flatten().tolist():
                 cause = nonfinite_loss_term(
@@ -185,6 +186,16 @@ def update_population(pop: Population, buf: Rollout, behaviour: RolloutValues) -
             row["losses/skipped_steps"] = skipped[k]
         out.append(row)
     return out
+
+
+def backward(total: Tensor) -> None:
+    """Every member's gradient of its loss total [M], into the flat gradient [M, P]. The stacked
+    leaves' gradients are views into its rows, strided by P: not the layout autograd expects of
+    a non-dense leaf, so it warns (once per process), then accumulates into them in place as
+    intended; the warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+        total.sum().backward()
 
 
 def explained_variances(predicted: Tensor, target: Tensor) -> list[float]:
