@@ -130,7 +130,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def training_state(
     *,
     config: dict[str, Any],
-    agent: torch.nn.Module,
+    model: dict[str, torch.Tensor],
     optimizer_state: dict[str, Any],
     normalizers: dict[str, Any],
     global_step: int,
@@ -141,9 +141,10 @@ def training_state(
     action_space: gym.Space,
     wandb_run_id: str,
 ) -> dict[str, Any]:
-    """Everything needed to resume training or to run the policy as it was trained."""
+    """Everything needed to resume training or to run the policy as it was trained; `model` is
+    the agent's `state_dict()`."""
     return {
-        "model": agent.state_dict(),
+        "model": model,
         "optimizer": optimizer_state,  # torch's per-parameter format
         "normalizers": normalizers,
         "global_step": global_step,

@@ -494,7 +494,7 @@ def train(
             checkpoint_path,
             training_state(
                 config=config,
-                agent=agent,
+                model=agent.state_dict(),
                 optimizer_state=per_parameter_state(optimizer.state_dict(), agent),
                 normalizers=norm.state_dict(),
                 global_step=global_step,

@@ -106,13 +106,17 @@ class MemberAgents:
     def member(self, k: int) -> ActorCritic:
         """Member k as a standalone module (a copy of its parameters)."""
         agent = copy.deepcopy(self._template.agent).to_empty(device=self.device)
+        agent.load_state_dict(self.member_state_dict(k))
+        return agent
+
+    def member_state_dict(self, k: int) -> dict[str, Tensor]:
+        """Member k's parameters and buffers (copies), as its ActorCritic's state_dict."""
         state = {
             name: value[k].detach().reshape(self.shapes[name]).clone()
             for name, value in self.params.items()
         }
         state.update({name: value[k].clone() for name, value in self.buffers.items()})
-        agent.load_state_dict(state)
-        return agent
+        return state
 
     def load_member(self, k: int, state: dict[str, Tensor]) -> None:
         """Set member k's parameters and buffers from an ActorCritic state dict."""

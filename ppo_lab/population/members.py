@@ -148,21 +148,18 @@ def save_members(
     pop: Population, configs: list[Any], logs: list[MemberLog], global_step: int, update: int
 ) -> None:
     """Each live member's checkpoint, in the single-run format (it resumes as a separate run)."""
+    learning_rates = pop.learning_rates(update)
     for k in torch.nonzero(pop.alive).flatten().tolist():
         member = pop.members[k]
-        agent = pop.agents.member(k)
-        optimizer: torch.optim.Optimizer = build(
-            member.settings.cfg.optim, params=agent.parameters()
-        )
-        groups = [
-            {**group, "lr": pop.learning_rates(update)[k]}
-            for group in optimizer.state_dict()["param_groups"]
-        ]
-        optimizer.load_state_dict({"state": pop.optimizer.member_state(k), "param_groups": groups})
+        if k not in pop.optimizer_groups:  # torch's param_groups for this member's optim entry
+            model = pop.agents.member(k)
+            optimizer = build(member.settings.cfg.optim, params=model.parameters())
+            pop.optimizer_groups[k] = optimizer.state_dict()["param_groups"]
+        groups = [{**g, "lr": learning_rates[k]} for g in pop.optimizer_groups[k]]
         state = training_state(
             config=configs[k],
-            agent=agent,
-            optimizer_state=optimizer.state_dict(),
+            model=pop.agents.member_state_dict(k),
+            optimizer_state={"state": pop.optimizer.member_state(k), "param_groups": groups},
             normalizers=pop.norm.member_state_dict(k),
             global_step=global_step,
             update=update,

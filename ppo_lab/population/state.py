@@ -75,6 +75,7 @@ class Population:
         self.kl_beta = [loss.initial_kl_beta for loss in self.losses]
         self.alive = torch.ones(self.num_members, dtype=torch.bool, device=device)
         self.failures: dict[int, str] = {}  # member -> why it stopped
+        self.optimizer_groups: dict[int, list[dict]] = {}  # member -> torch's param_groups
 
     def learning_rates(self, update_index: int) -> list[float]:
         """Each member's learning rate at an update, as its separate run computes it."""
