@@ -77,6 +77,7 @@ def study(launcher: str, steps: int | None, out: Path) -> tuple[float, dict[str,
         "-m",
         "experiment=loss_ablation",
         f"hydra/launcher={launcher}",
+        f"pack_sweep={launcher == 'population'}",  # the study packs itself unless told not to
         "logger=none",
         f"hydra.sweep.dir={out}",
         *([f"total_timesteps={steps}"] if steps else []),
@@ -121,7 +122,7 @@ def main() -> None:
             for launcher in ("local", "population"):
                 results[launcher] = study(launcher, args.study_steps, Path(tmp) / launcher)
             local, population = results["local"][0], results["population"][0]
-            print("experiment=loss_ablation (4 losses x 5 seeds), whole sweep wall time:")
+            print("experiment=loss_ablation (4 losses x 10 seeds), whole sweep wall time:")
             for launcher, (seconds, returns) in results.items():
                 means = ", ".join(f"{loss} {sum(r) / len(r):.1f}" for loss, r in returns.items())
                 print(f"  {launcher:10s} {seconds:7.1f} s   mean final return: {means}")
