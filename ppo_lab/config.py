@@ -300,8 +300,9 @@ def _check_sizes(run: RunSettings) -> list[str]:
 
 
 COMPILE_POPULATION = (
-    "compile=true: a population's members run through torch.func.vmap, which this switch does "
-    "not compile; drop compile=true, or train single runs (population=1, no population launcher)"
+    "compile=true: a population's members run batched (and their losses through "
+    "torch.func.vmap), which this switch does not compile; drop compile=true, or train single "
+    "runs (population=1, no population launcher)"
 )
 
 

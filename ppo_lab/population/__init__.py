@@ -1,6 +1,7 @@
 """Populations: many seeds and coefficient settings of one config trained in one process.
 
-    agents.py         M actor-critics with stacked parameters, one vmapped pass for all
+    agents.py         M actor-critics as rows of one flat parameter, one batched pass for all
+    batched.py        MLPs of M members as one module: a baddbmm per linear layer, no vmap
     optim.py          Adam(W) and gradient-norm clipping per member
     coefficients.py   members' loss and estimator coefficients as tensors [M]
     normalization.py  each member's running statistics, stacked

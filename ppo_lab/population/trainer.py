@@ -2,7 +2,7 @@
 
     for each update:
         rollout   <- one vector env of M * N envs, every member acting on its own N   (collect)
-        pi_old, V <- one vmapped pass over every member's rollout                      (evaluate)
+        pi_old, V <- one batched pass over every member's rollout                      (evaluate)
         A, R      <- the estimator over [T, M * N], each env column with its member's coefficients
         for each epoch, minibatch: one vmapped loss for all members, backward once,
                   per-member gradient clipping and Adam step (only members still active)
