@@ -465,6 +465,7 @@ def test_a_members_checkpoint_loads_as_a_single_runs_policy(tmp_path):
         ("impala_cnn", "discrete", False),
         ("mlp", "discrete", True),
         ("mlp", "continuous", True),
+        ("mlp", "multidiscrete", True),
         ("mlp_shared", "continuous", True),
     ],
 )
@@ -482,11 +483,11 @@ def test_members_compute_what_each_agent_computes_alone(network, actions, batche
         space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     else:
         space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
-    action_space = (
-        gym.spaces.Discrete(4)
-        if actions == "discrete"
-        else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    )
+    action_space = {
+        "discrete": gym.spaces.Discrete(4),
+        "multidiscrete": gym.spaces.MultiDiscrete([3, 2]),
+        "continuous": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+    }[actions]
     factory = {
         "nature_cnn": nature_cnn,
         "impala_cnn": impala_cnn,

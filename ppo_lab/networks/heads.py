@@ -79,7 +79,7 @@ class MultiDiscreteHead(nn.Module):
     def _split(self, logits: Tensor) -> tuple[Tensor, ...]:
         return logits.split(self.nvec, dim=-1)
 
-    draw_noise = CategoricalHead.draw_noise  # one E ~ Exp(1) per logit
+    draw_noise = staticmethod(CategoricalHead.draw_noise)  # one E ~ Exp(1) per logit
 
     def sample(self, logits: Tensor, noise: Tensor | None = None) -> Tensor:
         if noise is None:
