@@ -32,13 +32,11 @@ def flatten_parameters(module: nn.Module) -> nn.Parameter:
     first = params[0]
     flat = torch.empty(sum(p.numel() for p in params), dtype=first.dtype, device=first.device)
     grad = torch.zeros_like(flat)
-    offset = 0
-    for p in params:
-        view = flat.as_strided(p.shape, p.stride(), offset)
+    views = zip(params, _param_views(flat, params), _param_views(grad, params), strict=True)
+    for p, view, grad_view in views:
         view.copy_(p.detach())
         p.data = view
-        p.grad = grad.as_strided(p.shape, p.stride(), offset)
-        offset += p.numel()
+        p.grad = grad_view
     flat_param = nn.Parameter(flat)  # shares `flat`'s storage: its step moves every view
     flat_param.grad = grad
     return flat_param
@@ -80,9 +78,8 @@ def per_parameter_state(state: dict[str, Any], module: nn.Module) -> dict[str, A
     per_param: dict[int, dict[str, Any]] = {i: {} for i in range(len(params))} if flat_state else {}
     for key, value in flat_state.items():
         if isinstance(value, Tensor) and value.dim() == 1 and value.numel() > 1:
-            chunks = value.split([p.numel() for p in params])
-            for i, (p, chunk) in enumerate(zip(params, chunks, strict=True)):
-                per_param[i][key] = chunk.reshape(p.shape).clone()
+            for i, chunk in enumerate(_param_views(value, params)):
+                per_param[i][key] = chunk.clone(memory_format=torch.contiguous_format)
         else:
             for i in per_param:
                 per_param[i][key] = value.clone() if isinstance(value, Tensor) else value
@@ -99,11 +96,24 @@ def flat_state(state: dict[str, Any], module: nn.Module) -> dict[str, Any]:
     if saved:
         for key, value in saved[0].items():
             if isinstance(value, Tensor) and value.shape == params[0].shape:
-                flat[key] = torch.cat([saved[i][key].reshape(-1) for i in range(len(params))])
+                moment = value.new_empty(sum(p.numel() for p in params))
+                for i, view in enumerate(_param_views(moment, params)):
+                    view.copy_(saved[i][key])
+                flat[key] = moment
             else:
                 flat[key] = value
     groups = [{**group, "params": [0]} for group in state["param_groups"]]
     return {"state": {0: flat} if flat else {}, "param_groups": groups}
+
+
+def _param_views(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
+    """Views of a flat buffer laid out as `flatten_parameters` lays out `params`: each in its
+    parameter's shape and strides, so element for element a channels-last weight's moment."""
+    views, offset = [], flat.storage_offset()
+    for p in params:
+        views.append(flat.as_strided(p.shape, p.stride(), offset))
+        offset += p.numel()
+    return views
 
 
 def zero_gradients(params: Sequence[Tensor]) -> None:
