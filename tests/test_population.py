@@ -459,21 +459,23 @@ def test_a_members_checkpoint_loads_as_a_single_runs_policy(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("network", "actions", "batched"),
+    ("network", "actions", "path"),
     [
-        ("nature_cnn", "discrete", False),
-        ("impala_cnn", "discrete", False),
-        ("mlp", "discrete", True),
-        ("mlp", "continuous", True),
-        ("mlp", "multidiscrete", True),
-        ("mlp_shared", "continuous", True),
+        ("nature_cnn", "discrete", "loop"),
+        ("nature_cnn", "discrete", "vmap"),
+        ("impala_cnn", "discrete", "loop"),
+        ("impala_cnn", "discrete", "vmap"),
+        ("mlp", "discrete", "batched"),
+        ("mlp", "continuous", "batched"),
+        ("mlp", "multidiscrete", "batched"),
+        ("mlp_shared", "continuous", "batched"),
     ],
 )
-def test_members_compute_what_each_agent_computes_alone(network, actions, batched):
-    """MLP members compute with member-batched layers (one baddbmm per layer, no vmap), CNN
-    members with vmap; the CNNs' images are laid out channels-last for a single run, which vmap
-    cannot do, so a population's members take them NCHW. Either way each member's
-    log-probabilities, entropies, values and gradients are its agent's alone."""
+def test_members_compute_what_each_agent_computes_alone(network, actions, path):
+    """MLP members compute with member-batched layers (one baddbmm per layer, no vmap); CNN
+    members one pass each (the CPU's default), channels-last as a single run, or through vmap
+    (elsewhere), which cannot lay images out channels-last and takes them NCHW. Either way each
+    member's log-probabilities, entropies, values and gradients are its agent's alone."""
     import gymnasium as gym
 
     from ppo_lab.networks import impala_cnn, mlp, nature_cnn
@@ -499,8 +501,9 @@ def test_members_compute_what_each_agent_computes_alone(network, actions, batche
     for k, agent in enumerate(agents):  # members that differ in their log-std too
         if hasattr(agent.head, "log_std"):
             agent.head.log_std.data.fill_(-0.5 * k)
-    members = MemberAgents(agents, [torch.Generator().manual_seed(k) for k in range(2)])
-    assert (members._batched is not None) == batched
+    generators = [torch.Generator().manual_seed(k) for k in range(2)]
+    members = MemberAgents(agents, generators, loop={"loop": True, "vmap": False}.get(path))
+    assert (members._batched is not None) == (path == "batched")
     obs = torch.as_tensor(np.stack([[space.sample() for _ in range(3)] for _ in range(2)]))
     acts = torch.as_tensor(np.stack([[action_space.sample() for _ in range(3)] for _ in range(2)]))
     together = members.evaluate(obs, acts)

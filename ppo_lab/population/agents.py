@@ -4,9 +4,10 @@ Each member is built as its separate run would build it (`torch.manual_seed(seed
 network factory), then the M modules' parameters are stacked into one flat parameter [M, P]
 (`flat_params.stack_parameters`: the optimizer and the gradient clip each touch one tensor), with
 a leaf [M, ...] per parameter viewing it. MLPs compute with a member-batched copy of their module
-(`population.batched`: one baddbmm per layer); other networks (the CNNs) with one `vmap` of
-`functional_call` over the members. Either way M agents' products run as batched ones, with one
-set of Python and autograd overhead.
+(`population.batched`: one baddbmm per layer), so M agents' products run as batched ones with
+one set of Python and autograd overhead. Other networks (the CNNs), whose arithmetic dwarfs that
+overhead, run one `functional_call` per member on the CPU, channels-last as a single run, and
+one `vmap` of it over the members elsewhere.
 
 Layouts. The envs of a population are one vector env of M * N envs, member-major: env e belongs
 to member e // N. Rollout tensors are [T, M * N, ...]; the update works on [M, B, ...].
@@ -51,7 +52,16 @@ class MemberAgents:
     and `value` take and return member-major tensors [M, B, ...]; `act` takes env-major
     observations [M * N, ...], as the rollout holds them."""
 
-    def __init__(self, agents: Sequence[ActorCritic], generators: Sequence[torch.Generator]):
+    def __init__(
+        self,
+        agents: Sequence[ActorCritic],
+        generators: Sequence[torch.Generator],
+        loop: bool | None = None,
+    ):
+        """`loop`: how a network that is not member-batched (a CNN) runs its members: one
+        pass each (True), or one `vmap` for all (False); None = loop on the CPU, vmap elsewhere.
+        On this CPU a loop of channels-last passes took 235-242 ms for two Nature CNN members'
+        forward and backward on 256 frames each, vmap's grouped convolutions 320-380 ms."""
         self.num_members = len(agents)
         template = agents[0]
         self.shapes = {name: p.shape for name, p in template.named_parameters()}  # one member's
@@ -63,9 +73,11 @@ class MemberAgents:
             for name, _ in template.named_buffers()
         }
         self._batched = member_batched(template, self.params) if batched else None
-        meta = copy.deepcopy(template).to("meta")
-        pixels_for_vmap(meta)
-        self._template = _Method(meta)
+        self._loop = self.flat.device.type == "cpu" if loop is None else loop
+        self._template = _Method(copy.deepcopy(template).to("meta"))  # a single run's layout
+        vmapped = copy.deepcopy(template).to("meta")
+        pixels_for_vmap(vmapped)
+        self._vmapped = _Method(vmapped)
         self._head = template.head
         self._param_dim = template.head.linear.out_features  # logits or means per sample
         self.generators = list(generators)
@@ -78,14 +90,31 @@ class MemberAgents:
                 obs, noise = args
                 return self._batched.act(obs, noise=noise)
             return getattr(self._batched, method)(*args)
+        if self._loop:
+            return self._each_member(method, *args)
         if method not in self._calls:
 
             def one(params: dict[str, Tensor], buffers: dict[str, Tensor], *args: Tensor) -> Any:
                 named = {f"agent.{k}": v for k, v in {**params, **buffers}.items()}
-                return functional_call(self._template, named, (method, *args))
+                return functional_call(self._vmapped, named, (method, *args))
 
             self._calls[method] = vmap(one)
         return self._calls[method](self.params, self.buffers, *args)
+
+    def _each_member(self, method: str, *args: Tensor) -> Any:
+        """`call` as M passes, member k's on its parameters' row k, the results stacked."""
+        stacked = {**self.params, **self.buffers}
+        outs = [
+            functional_call(
+                self._template,
+                {f"agent.{name}": value[k] for name, value in stacked.items()},
+                (method, *(arg[k] for arg in args)),
+            )
+            for k in range(self.num_members)
+        ]
+        if isinstance(outs[0], tuple):
+            return tuple(torch.stack(parts) for parts in zip(*outs, strict=True))
+        return torch.stack(outs)
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(log pi(a|s), entropy, V(s)) [M, B] each, with gradients to the stacked parameters."""
