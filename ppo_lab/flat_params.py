@@ -10,6 +10,7 @@ never set to None.
 
 Checkpoints keep torch's per-parameter optimizer format (`per_parameter_state`, `flat_state`):
 a population member's checkpoint resumes as a single run, and older checkpoints still load.
+A population stacks its members' parameters the same way, one row each (`stack_parameters`).
 """
 
 from __future__ import annotations

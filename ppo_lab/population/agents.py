@@ -33,7 +33,8 @@ from ppo_lab.population.batched import batchable, member_batched, member_shapes
 
 
 class _Method(nn.Module):
-    """Calls one method of the wrapped module as `forward` (functional_call calls forward)."""
+    """Calls one method of the wrapped module as `forward` (functional_call calls forward), with
+    `call`'s positional arguments (act's noise among them) for every way members run."""
 
     def __init__(self, agent: ActorCritic):
         super().__init__()
@@ -72,7 +73,7 @@ class MemberAgents:
             name: torch.stack([dict(a.named_buffers())[name] for a in agents])
             for name, _ in template.named_buffers()
         }
-        self._batched = member_batched(template, self.params) if batched else None
+        self._batched = _Method(member_batched(template, self.params)) if batched else None
         self._loop = self.flat.device.type == "cpu" if loop is None else loop
         self._template = _Method(copy.deepcopy(template).to("meta"))  # a single run's layout
         vmapped = copy.deepcopy(template).to("meta")
@@ -86,10 +87,7 @@ class MemberAgents:
     def call(self, method: str, *args: Tensor) -> Any:
         """`ActorCritic.<method>(*args)` of every member on its own slice of args [M, ...]."""
         if self._batched is not None:
-            if method == "act":
-                obs, noise = args
-                return self._batched.act(obs, noise=noise)
-            return getattr(self._batched, method)(*args)
+            return self._batched(method, *args)
         if self._loop:
             return self._each_member(method, *args)
         if method not in self._calls:
