@@ -513,9 +513,15 @@ def test_members_compute_what_each_agent_computes_alone(network, actions, path):
         for got, want in zip(together, alone, strict=True):
             torch.testing.assert_close(got[k], want, rtol=1e-4, atol=1e-5)
         sum(part.sum() for part in alone).backward()
+        # a gradient is a sum over the batch and the conv windows: grouped (vmap) and plain
+        # convolutions round it differently, by ~3e-6 of the tensor's largest entry (IMPALA,
+        # 1-2 threads), so the tolerance scales with that entry; a member's gradient landing in
+        # another member's row would be off by O(1) of it
         for name, param in agent.named_parameters():
             got = members.params[name].grad[k].reshape(param.shape)
-            torch.testing.assert_close(got, param.grad, rtol=1e-4, atol=1e-5)
+            scale = float(param.grad.abs().max())
+            torch.testing.assert_close(got, param.grad, rtol=1e-4, atol=1e-4 * scale)
         row = torch.cat([p.grad.flatten() for p in agent.parameters()])  # flatten_parameters' order
-        torch.testing.assert_close(members.flat.grad[k], row, rtol=1e-4, atol=1e-5)
+        scale = float(row.abs().max())
+        torch.testing.assert_close(members.flat.grad[k], row, rtol=1e-4, atol=1e-4 * scale)
     assert members.act(obs.flatten(0, 1)).shape[0] == 6
