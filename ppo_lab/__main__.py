@@ -74,11 +74,11 @@ def finish_sweeps(exit_code: int) -> int:
     """Write the summary of the multirun this process ran, whatever ended it; the exit code
     is non-zero when a job did not finish."""
     from ppo_lab.sweep.callback import STARTED
-    from ppo_lab.sweep.summary import summarize, write_summary
+    from ppo_lab.sweep.summary import summarize, write_table
 
     for sweep_dir in STARTED:
-        markdown, _ = write_summary(sweep_dir, sweep_over=True)
         table = summarize(sweep_dir, sweep_over=True)
+        markdown, _ = write_table(table)
         counts = ", ".join(f"{n} {status}" for status, n in sorted(table.counts.items()))
         print(
             f"Sweep {sweep_dir}: {len(table.runs)} jobs: {counts}. Summary: {markdown}",

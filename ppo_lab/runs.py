@@ -43,6 +43,9 @@ NEVER_STARTED = "never started"  # handed to the launcher, but no job dir was ma
 ALL_RUNS = "all runs"  # the variant name when the sweep varied nothing but seeds and envs
 SEED_DIR = re.compile(r"^seed_(-?\d+)$")  # <job dir>/seed_<s>/: one seed of a multi-seed trial
 ATTEMPTS_DIR = "attempts"  # <job dir>/attempts/<n>/: an earlier attempt kept by rerun-failed
+# libyaml's safe loader when PyYAML was built with it: the same safe tags, ~10x faster than the
+# pure-Python one (a 40-job sweep's summary reads 120 files)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SweepError(ValueError):
@@ -115,7 +118,7 @@ def natural_key(text: str) -> tuple[int, int | str]:
 def read_yaml(path: Path) -> Any:
     """The parsed YAML file, or None when it is missing or unreadable."""
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError):
         return None
 

@@ -122,12 +122,16 @@ class MemberAgents:
         """V(s) [M, B]."""
         return self.call("value", obs)
 
-    def act(self, obs: Tensor) -> Tensor:
-        """Sampled actions [M * N, ...] for env-major observations [M * N, ...]."""
+    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        """Sampled actions (or the distributions' modes) [M * N, ...] for env-major observations
+        [M * N, ...]."""
         members = obs.view(self.num_members, -1, *obs.shape[1:])
-        shape = (members.shape[1], self._param_dim)
-        noise = torch.stack([self._head.draw_noise(shape, g) for g in self.generators])
-        actions = self.call("act", members, noise)
+        if deterministic:  # no noise drawn: the members' generators stay where they were
+            actions = self._head.mode(self.call("policy_params", members))
+        else:
+            shape = (members.shape[1], self._param_dim)
+            noise = torch.stack([self._head.draw_noise(shape, g) for g in self.generators])
+            actions = self.call("act", members, noise)
         return actions.reshape(-1, *actions.shape[2:])
 
     def member(self, k: int) -> ActorCritic:

@@ -14,9 +14,17 @@ import torch
 from ppo_lab.checkpoint import check_resumable, load_checkpoint, save_checkpoint, training_state
 from ppo_lab.components import ConfigError, build
 from ppo_lab.config import Settings
-from ppo_lab.evaluation import evaluate_and_log
+from ppo_lab.envs import env_actions
+from ppo_lab.evaluation import (
+    EVAL_SEED_OFFSET,
+    env_maker,
+    episode_returns,
+    log_evaluation,
+    record_evaluation_video,
+)
 from ppo_lab.tracking import MetricsFile, Tracker, run_id
 from ppo_lab.train import CHECKPOINT, holds_a_run
+from ppo_lab.trained_policy import TrainedPolicy
 
 if TYPE_CHECKING:
     from ppo_lab.population.state import Population
@@ -121,27 +129,56 @@ def report_failures(pop: Population, members: list[Member], logs: list[MemberLog
             log.error("seed %d failed: %s", pop.runs[k].seed, message)
 
 
+class LiveMembersPolicy:
+    """The live members of a population acting as one deterministic policy on a pool of their
+    evaluation envs, member-major (`len(members)` blocks of equal size), each member on its own
+    block with its own observation statistics: one batched pass for all of them per step."""
+
+    def __init__(self, pop: Population, members: list[int]):
+        self.pop, self.members = pop, members
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        pop = self.pop
+        x = torch.as_tensor(obs, device=pop.device)
+        if x.is_floating_point():  # as TrainedPolicy: float64 envs act on float32
+            x = x.float()
+        blocks = x.view(len(self.members), -1, *x.shape[1:])
+        every = blocks.new_zeros((pop.num_members, *blocks.shape[1:]))  # failed members' rows: 0
+        every[self.members] = blocks
+        every = pop.norm.observation(every.view(-1, *x.shape[1:]))
+        actions = pop.agents.act(every, deterministic=deterministic)
+        actions = actions.view(pop.num_members, -1, *actions.shape[1:])[self.members]
+        return env_actions(actions.reshape(-1, *actions.shape[2:]), pop.action_space)
+
+
 def evaluate_members(
     pop: Population, logs: list[MemberLog], global_step: int, final: bool = False
 ) -> None:
-    """Deterministic evaluation of every live member, logged to its own files."""
-    spaces = (pop.obs_space, pop.action_space)
-    for k in torch.nonzero(pop.alive).flatten().tolist():
+    """Deterministic evaluation of every live member, logged to its own files. The members'
+    episodes run together, each member's envs seeded as its separate run's evaluation seeds
+    them (envpool seeds a pool with its first seed only)."""
+    live = torch.nonzero(pop.alive).flatten().tolist()
+    episodes = pop.runs[0].eval_episodes
+    seeds = [pop.runs[k].seed + EVAL_SEED_OFFSET + i for k in live for i in range(episodes)]
+    returns = episode_returns(
+        env_maker(pop.members[0].settings), LiveMembersPolicy(pop, live), len(seeds), seeds
+    )
+    for block, k in enumerate(live):
         member = pop.members[k]
-        returns = evaluate_and_log(
-            member.settings,
-            pop.agents.member(k),
-            pop.norm.member(k),
-            pop.device,
-            spaces,
-            logs[k].tracker,
-            logs[k].metrics,
-            member.run_dir,
-            global_step,
-        )
+        envs = range(block * episodes, (block + 1) * episodes)
+        own = [returns[e] for e in envs if e in returns]
+        log_evaluation(own, logs[k].tracker, logs[k].metrics, global_step)
+        if member.settings.run.eval_video:
+            policy = TrainedPolicy(
+                pop.agents.member(k), pop.norm.member(k), pop.action_space, pop.device
+            )
+            record_evaluation_video(
+                member.settings, policy, pop.obs_space, logs[k].tracker, member.run_dir, global_step
+            )
         if final:
-            member.figures["eval_return"] = float(np.mean(returns)) if returns else None
-            member.figures["eval_returns"] = returns
+            member.figures["eval_return"] = float(np.mean(own)) if own else None
+            member.figures["eval_returns"] = own
 
 
 def save_members(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ppo_lab.sweep.rerun import rerun_failed
-from ppo_lab.sweep.summary import summarize, write_summary
+from ppo_lab.sweep.summary import summarize, write_table
 
 
 def _sweep_dir(text: str) -> Path:
@@ -45,13 +45,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "summarize":
-        if not summarize(args.sweep_dir).runs:
+        table = summarize(args.sweep_dir)
+        if not table.runs:
             print(
                 f"{args.sweep_dir}: no job dir (with .hydra/overrides.yaml) under it",
                 file=sys.stderr,
             )
             return 2
-        md, csv_path = write_summary(args.sweep_dir)
+        md, csv_path = write_table(table)
         print(md.read_text(), end="")
         print(f"written: {md}, {csv_path}")
         return 0

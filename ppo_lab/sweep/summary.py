@@ -220,8 +220,12 @@ def to_csv(table: SweepTable) -> str:
 
 def write_summary(sweep_dir: Path, sweep_over: bool = False) -> tuple[Path, Path]:
     """Write `sweep_summary.md` and `sweep_summary.csv` into `sweep_dir`; returns their paths."""
-    table = summarize(sweep_dir, sweep_over)
-    md, csv_path = Path(sweep_dir) / MARKDOWN_NAME, Path(sweep_dir) / CSV_NAME
+    return write_table(summarize(sweep_dir, sweep_over))
+
+
+def write_table(table: SweepTable) -> tuple[Path, Path]:
+    """Write a summarized table as `sweep_summary.md` and `.csv` into its sweep dir."""
+    md, csv_path = Path(table.sweep_dir) / MARKDOWN_NAME, Path(table.sweep_dir) / CSV_NAME
     write_text_atomically(md, to_markdown(table))
     write_text_atomically(csv_path, to_csv(table))
     return md, csv_path
