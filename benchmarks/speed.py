@@ -110,6 +110,8 @@ def train_one(family: str, updates: int, min_steps: int, switches: list[str]) ->
     timers = Timers()
     for backend in (EnvpoolVectorEnv, GymnasiumVectorEnv):
         timers.wrap(backend, "step", "env stepping")
+    for method in ("send", "recv"):  # envpool_async: the time spent waiting for a pool
+        timers.wrap(EnvpoolVectorEnv, method, "env stepping")
     compiled = getattr(settings.run, "compile", False)  # (older ppo_lab: no such switch)
     for method in ("act", "act_and_evaluate") if not compiled else ():
         timers.wrap(ActorCritic, method, "inference")

@@ -123,6 +123,8 @@ def validate(cfg: DictConfig, allow: Sequence[str] = ()) -> Settings:
         problems += _check_network_fits(node)
     if not run_problems:  # derived sizes, once the run-level values themselves are valid
         problems += _check_sizes(RunSettings(**run_values))
+        if "env" in node:
+            problems += _check_env_groups(node["env"], RunSettings(**run_values))
     if problems:
         raise ConfigError(problems)
     return Settings(run=RunSettings(**run_values), cfg=cfg)
@@ -299,6 +301,28 @@ def _check_sizes(run: RunSettings) -> list[str]:
     return problems
 
 
+def env_groups(env: dict[str, Any]) -> int:
+    """How many groups the envs step in (`async_groups` of the envpool backend; else 1)."""
+    backend = env.get("backend") or {}
+    return int(backend.get("async_groups", 1)) if isinstance(backend, dict) else 1
+
+
+def _check_env_groups(env: dict[str, Any], run: RunSettings) -> list[str]:
+    groups = env_groups(env)
+    if groups > run.num_envs:
+        return [
+            f"env.backend.async_groups={groups} with num_envs={run.num_envs}: each group needs "
+            f"an env; use at most {run.num_envs}"
+        ]
+    if groups > 1 and run.population > 1:
+        return [ASYNC_POPULATION]
+    return []
+
+
+ASYNC_POPULATION = (
+    "env.backend.async_groups: a population steps all its members' envs as one pool; use "
+    "env/backend=envpool (or async_groups=1) for populations"
+)
 COMPILE_POPULATION = (
     "compile=true: a population's members run batched (and their losses through "
     "torch.func.vmap), which this switch does not compile; drop compile=true, or train single "

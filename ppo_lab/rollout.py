@@ -59,11 +59,17 @@ class HostSteps:
         return cls(empty(torch.float32), empty(torch.bool), empty(torch.bool))
 
     def record(
-        self, t: int, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
+        self,
+        t: int,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        envs: slice = slice(None),
     ) -> None:
-        self.rewards[t] = reward
-        self.terminated[t] = terminated
-        np.logical_or(terminated, truncated, out=self.done[t])
+        """Step t of the envs `envs` (all by default)."""
+        self.rewards[t, envs] = reward
+        self.terminated[t, envs] = terminated
+        np.logical_or(terminated, truncated, out=self.done[t, envs])
 
 
 @dataclass

@@ -37,7 +37,8 @@ from ppo_lab.checkpoint import (
 )
 from ppo_lab.components import ConfigError, build, declared_inputs, inputs_declared_by
 from ppo_lab.config import RunSettings, Settings
-from ppo_lab.envs import VectorEnv, env_actions
+from ppo_lab.envs import Step, VectorEnv, env_actions
+from ppo_lab.envs.base import pipelined
 from ppo_lab.evaluation import evaluate_and_log
 from ppo_lab.files import remove_stale_temp_files
 from ppo_lab.flat_params import (
@@ -111,54 +112,70 @@ def collect_rollout(
     Only the actor runs per step; log-probs and values are computed afterwards in one batched
     pass (`evaluate_rollout`), except for a shared trunk, which records them while acting
     (`buf.acted`). `agent` may be a population's `MemberAgents` (env-major [M * N] rows).
+    Envs that step in groups (`envs.base.Pipelined`) step one group while the policy acts for
+    the next; every env still takes its T steps in order.
     Returns the next observation and the returns, lengths and envs of the episodes that
     finished.
     `bootstrap_truncations=False` treats a time limit as a termination (as CleanRL does).
     """
     device = buf.obs.device
     action_space = envs.single_action_space
+    pipeline = pipelined(envs)
     returns: list[float] = []
     lengths: list[int] = []
     env_ids: list[int] = []
     buf.truncations.clear()
-    for t in range(buf.num_steps):
-        obs_t = torch.from_numpy(obs_np)  # zero-copy view of the env's array
+    next_obs = np.empty_like(obs_np)
+
+    def act(t: int, rows: slice, obs: np.ndarray) -> np.ndarray:
+        """The policy's actions for envs `rows` at step t, on their observations."""
+        obs_t = torch.from_numpy(obs)  # zero-copy view of the env's array
         if raw_obs is None:
-            buf.obs[t].copy_(obs_t, non_blocking=True)
+            buf.obs[t, rows].copy_(obs_t, non_blocking=True)
         else:
-            raw_obs[t].copy_(obs_t, non_blocking=True)
-            buf.obs[t].copy_(norm.observation(raw_obs[t]))  # detail: observation normalization
+            raw_obs[t, rows].copy_(obs_t, non_blocking=True)
+            buf.obs[t, rows].copy_(norm.observation(raw_obs[t, rows]))  # detail: obs normalization
         if buf.acted is None:
-            buf.actions[t] = agent.act(buf.obs[t])
+            buf.actions[t, rows] = agent.act(buf.obs[t, rows])
         else:  # a shared trunk: log pi_old and V come from this pass, not a second one
-            buf.actions[t], buf.acted[0][t], buf.acted[1][t] = agent.act_and_evaluate(buf.obs[t])
-        step = envs.step(env_actions(buf.actions[t], action_space))
+            acted = agent.act_and_evaluate(buf.obs[t, rows])
+            buf.actions[t, rows], buf.acted[0][t, rows], buf.acted[1][t, rows] = acted
+        return env_actions(buf.actions[t, rows], action_space)
+
+    def record(t: int, rows: slice, step: Step) -> None:
+        """Envs `rows`' transitions of step t (`step` indexes them from 0)."""
+        ended = step.terminated | step.truncated
         if not bootstrap_truncations:  # detail off: a time limit ends the return like a failure
-            buf.host.record(t, step.reward, step.terminated | step.truncated, step.truncated)
+            buf.host.record(t, step.reward, ended, step.truncated, rows)
         else:
-            buf.host.record(t, step.reward, step.terminated, step.truncated)
+            buf.host.record(t, step.reward, step.terminated, step.truncated, rows)
         if bootstrap_truncations and step.final_obs is not None:  # detail: bootstrap V(final obs)
-            truncated = torch.from_numpy(np.flatnonzero(step.truncated & ~step.terminated))
-            truncated = truncated.to(device)
+            truncated = np.flatnonzero(step.truncated & ~step.terminated) + rows.start
+            truncated_t = torch.from_numpy(truncated).to(device)
             final = torch.from_numpy(step.final_obs).to(device)
-            buf.truncations.append(
-                (
-                    t,
-                    truncated,
-                    norm.observation(final, envs=truncated).to(buf.obs.dtype),
-                )
-            )
+            observed = norm.observation(final, envs=truncated_t).to(buf.obs.dtype)
+            buf.truncations.append((t, truncated_t, observed))
         if step.episodes is not None:
             returns.extend(step.episodes.returns.tolist())
             lengths.extend(step.episodes.lengths.tolist())
-            env_ids.extend(step.episodes.env_ids.tolist())
-        obs_np = step.obs
-    obs_t = torch.from_numpy(obs_np)
+            env_ids.extend((step.episodes.env_ids + rows.start).tolist())
+
+    for g, rows in enumerate(pipeline.groups):
+        pipeline.send(g, act(0, rows, obs_np[rows]))
+    for t in range(buf.num_steps):
+        for g, rows in enumerate(pipeline.groups):
+            step = pipeline.recv(g)  # the other groups step meanwhile
+            record(t, rows, step)
+            if t + 1 < buf.num_steps:
+                pipeline.send(g, act(t + 1, rows, step.obs))
+            else:
+                next_obs[rows] = step.obs
+    obs_t = torch.from_numpy(next_obs)
     buf.last_obs.copy_(norm.observation(obs_t.to(device)) if norm.obs is not None else obs_t)
     buf.upload()
     if norm.reward is not None:  # detail: reward scaling by the std of discounted returns
         buf.rewards.copy_(norm.reward.scale_rollout(buf.rewards, buf.done))
-    return obs_np, returns, lengths, env_ids
+    return next_obs, returns, lengths, env_ids
 
 
 @torch.no_grad()

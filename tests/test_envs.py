@@ -3,6 +3,8 @@ terminated vs truncated, true final observation of a truncated episode)."""
 
 from __future__ import annotations
 
+import functools
+
 import envpool
 import gymnasium as gym
 import numpy as np
@@ -71,6 +73,55 @@ def test_termination_has_no_final_obs_and_reports_the_episode(backend):
         assert abs(step.obs[0][1]) > RESET_BOUND, "the new episode steps on from its reset state"
     finally:
         envs.close()
+
+
+@pytest.mark.parametrize("groups", [2, 3])
+def test_async_groups_step_every_env_once_per_step_in_order(groups):
+    """envpool in pools stepped in turn (send one, act for the next, recv in order, as the
+    rollout does) gives every env's transition once per step, in env order: the transitions of
+    the one-pool backend, resets, truncations and finished episodes included."""
+    from ppo_lab.envs import make_vector_env
+    from ppo_lab.envs.base import joined, pipelined
+    from ppo_lab.envs.envpool_backend import EnvpoolVectorEnv
+
+    kwargs = {"max_episode_steps": 7}  # truncations, beside the terminations of random play
+    sync = vector_env("envpool", 8, "CartPole-v1", kwargs=kwargs)
+    backend = functools.partial(EnvpoolVectorEnv, num_threads=1, async_groups=groups)
+    in_turn = make_vector_env(8, id="CartPole-v1", backend=backend, kwargs=kwargs)
+    pipeline = pipelined(in_turn)
+    assert [(g.start, g.stop) for g in pipeline.groups] == (
+        [(0, 4), (4, 8)] if groups == 2 else [(0, 3), (3, 5), (5, 8)]
+    )
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 2, size=(60, 8))
+    try:
+        np.testing.assert_array_equal(sync.reset(seed=3), in_turn.reset(seed=3))
+        for g, rows in enumerate(pipeline.groups):
+            pipeline.send(g, actions[0, rows])
+        ended = truncated = 0
+        for t in range(60):
+            parts = []
+            for g, rows in enumerate(pipeline.groups):
+                parts.append(pipeline.recv(g))
+                if t + 1 < 60:
+                    pipeline.send(g, actions[t + 1, rows])
+            got = joined(parts, [rows.start for rows in pipeline.groups])
+            want = sync.step(actions[t])
+            for field in ("obs", "reward", "terminated", "truncated"):
+                np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+            assert (got.final_obs is None) == (want.final_obs is None)
+            if want.final_obs is not None:
+                np.testing.assert_array_equal(got.final_obs, want.final_obs)
+            assert (got.episodes is None) == (want.episodes is None)
+            if want.episodes is not None:
+                for a, b in zip(got.episodes, want.episodes, strict=True):
+                    np.testing.assert_array_equal(a, b)
+                ended += len(want.episodes.env_ids)
+            truncated += int(want.truncated.sum())
+        assert ended > 8 and truncated > 0, "the steps covered resets and truncations"
+    finally:
+        sync.close()
+        in_turn.close()
 
 
 def test_gymnasium_default_autoreset_is_next_step():

@@ -1,4 +1,5 @@
-"""The speed switches: `compile=true` and `amp=bf16` train CartPole as the plain run does.
+"""The speed switches: `compile=true` and `amp=bf16` train CartPole as the plain run does, and
+`env/backend=envpool_async` exactly as `env/backend=envpool` does.
 
 Each switch is checked twice: its hot path against the eager float32 one on the same inputs
 (closeness, not equality: compiled kernels fuse arithmetic, bfloat16 keeps 8 bits of mantissa),
@@ -7,6 +8,7 @@ and a real short run that learns. CUDA variants skip, saying so, where there is 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -113,6 +115,43 @@ def test_a_switch_trains_cartpole_as_the_plain_run_does(tmp_path, plain, switch)
 def test_a_switch_trains_cartpole_on_cuda(tmp_path, switch):
     switched = short_run(tmp_path, "cuda", "device=cuda", switch)
     assert switched["final_return"] >= 150, switched
+
+
+def metrics_and_parameters(run_dir: Path) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """The run's metrics rows (without wall-clock figures) and its final parameters."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    clock = {"time", "charts/SPS"}
+    model = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    return [{k: v for k, v in row.items() if k not in clock} for row in rows], model
+
+
+@pytest.mark.parametrize("recipe", [[], ["num_envs=5"]])
+def test_envpool_async_trains_exactly_as_envpool(tmp_path, recipe):
+    """Pools stepped in turn change when envs step, not what they do: every metric and every
+    parameter equals the one-pool run's (8 envs in pools of 4; 5 in pools of 2 and 3). The
+    transitions match with truncations too (test_envs); a run with truncations is equal only to
+    rounding, since each pool's truncated states are valued in a batch of their own."""
+    runs = {}
+    for backend in ("envpool", "envpool_async"):
+        overrides = ["logger=none", "total_timesteps=2560", "eval_episodes=2", *recipe]
+        settings = validate(compose_config(f"env/backend={backend}", *overrides))
+        figures = train(settings, tmp_path / backend, {}, backend)
+        runs[backend] = (figures, *metrics_and_parameters(tmp_path / backend))
+    (one, rows, model), (pooled, pooled_rows, pooled_model) = runs.values()
+    assert len(rows) > 10 and pooled_rows == rows  # the updates and the final evaluation
+    assert pooled_model.keys() == model.keys()
+    assert all(torch.equal(pooled_model[k], model[k]) for k in model)
+    assert pooled["eval_returns"] == one["eval_returns"]
+
+
+def test_envpool_async_is_refused_for_populations_and_for_more_groups_than_envs():
+    with pytest.raises(ConfigError, match="a population steps all its members' envs"):
+        validate(compose_config("population=2", "env/backend=envpool_async", "logger=none"))
+    packed = [validate(compose_config("env/backend=envpool_async", f"seed={s}")) for s in (1, 2)]
+    with pytest.raises(ConfigError, match="a population steps all its members' envs"):
+        check_packable(packed)
+    with pytest.raises(ConfigError, match=r"async_groups=9 with num_envs=8.*at most 8"):
+        validate(compose_config("env/backend=envpool_async", "env.backend.async_groups=9"))
 
 
 def test_compile_is_refused_for_populations_naming_the_way_out():

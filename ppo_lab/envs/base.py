@@ -74,6 +74,67 @@ class EpisodeTracker:
         return stats
 
 
+class Pipelined(Protocol):
+    """A vector env whose envs step in groups (`groups`, slices of the env indices): `send`
+    starts a group's step with its actions and returns; `recv` waits for it and returns that
+    group's `Step`, indices within the group. The rollout acts for one group while another
+    steps (the envpool backend with `async_groups` > 1)."""
+
+    groups: list[slice]
+
+    def send(self, group: int, actions: np.ndarray) -> None: ...
+
+    def recv(self, group: int) -> Step: ...
+
+
+class InTurn:
+    """Any `VectorEnv` as a pipeline of one group: `send` keeps the actions, `recv` steps."""
+
+    def __init__(self, envs: VectorEnv):
+        self.envs = envs
+        self.groups = [slice(0, envs.num_envs)]
+        self._actions: np.ndarray | None = None
+
+    def send(self, group: int, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def recv(self, group: int) -> Step:
+        assert self._actions is not None, "recv before send"
+        return self.envs.step(self._actions)
+
+
+def pipelined(envs: VectorEnv) -> Pipelined:
+    """The envs' own groups when they step in several, else the envs as one group."""
+    groups = getattr(envs, "groups", None)
+    if groups is not None and len(groups) > 1:
+        return envs  # type: ignore[return-value]  # it has send and recv
+    return InTurn(envs)
+
+
+def joined(parts: list[Step], starts: list[int]) -> Step:
+    """The groups' steps as one, env indices offset by each group's first env `starts`."""
+    finals = [p.final_obs for p in parts if p.final_obs is not None]
+    episodes = [
+        (p.episodes, start)
+        for p, start in zip(parts, starts, strict=True)
+        if p.episodes is not None
+    ]
+    return Step(
+        np.concatenate([p.obs for p in parts]),
+        np.concatenate([p.reward for p in parts]),
+        np.concatenate([p.terminated for p in parts]),
+        np.concatenate([p.truncated for p in parts]),
+        np.concatenate(finals) if finals else None,
+        EpisodeStats(
+            np.concatenate([e.returns for e, _ in episodes]),
+            np.concatenate([e.lengths for e, _ in episodes]),
+            np.concatenate([e.env_ids + start for e, start in episodes]),
+        )
+        if episodes
+        else None,
+    )
+
+
 def env_actions(actions: Tensor, space: gym.Space) -> np.ndarray:
     """Actions as the env takes them; Gaussian samples are clipped to the bounds only here."""
     out = actions.cpu().numpy()  # zero-copy on CPU

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ppo_lab.components import ConfigError
-from ppo_lab.config import COMPILE_POPULATION, Settings
+from ppo_lab.config import ASYNC_POPULATION, COMPILE_POPULATION, Settings, env_groups
 
 MEMBER_RUN_KEYS = ("seed", "gamma", "max_grad_norm", "early_stop_kl", "population", "pack_sweep")
 MEMBER_GROUPS = ("loss", "advantage", "optim")
@@ -59,6 +59,9 @@ def check_packable(settings: Sequence[Settings]) -> None:
     """ConfigError naming what differs when the runs cannot be one population."""
     if any(s.run.compile for s in settings):
         raise ConfigError([COMPILE_POPULATION])
+    envs = [OmegaConf.to_container(s.cfg.env, resolve=True) for s in settings]
+    if any(env_groups(env) > 1 for env in envs):  # type: ignore[arg-type]
+        raise ConfigError([ASYNC_POPULATION])
     shared = [
         shared_part(OmegaConf.to_container(s.cfg, resolve=True))  # type: ignore[arg-type]
         for s in settings
