@@ -168,8 +168,12 @@ class StepSpy:
     def __init__(self, pool):
         self.pool, self.calls = pool, []
 
-    def step(self, actions, env_id=None):
-        out = self.pool.step(actions, env_id) if env_id is not None else self.pool.step(actions)
+    def step(self, actions, env_id=None):  # envpool's step is send, then recv
+        self.pool.send(actions, env_id)
+        return self.recv(reset=False, return_info=True)
+
+    def recv(self, **kwargs):
+        out = self.pool.recv(**kwargs)
         _, reward, terminated, _, info = out
         self.calls.append(
             {
@@ -201,7 +205,7 @@ def test_logged_atari_return_is_the_real_game_score():
     rng = np.random.default_rng(0)
     try:
         envs.reset(seed=0)
-        spy = envs._envs = StepSpy(envs._envs)
+        spy = envs._pools[0] = StepSpy(envs._pools[0])
         clipped, rl_episodes, steps = 0.0, 0, 0
         for _ in range(5000):
             step = envs.step(rng.integers(0, envs.single_action_space.n, size=1))
