@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +418,47 @@ def test_a_loss_sweep_names_variants_by_the_loss_not_its_sub_entries() -> None:
 
     assert without_implied({"loss", "loss/policy", "loss/value", "seed"}) == {"loss", "seed"}
     assert without_implied({"loss/value", "optim.lr"}) == {"loss/value", "optim.lr"}
+
+
+def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies() -> None:
+    """The launcher's memo of composed job configs: one composition per override list, each
+    caller getting its own copy (a job renumbering its copy changes no other)."""
+    from hydra_plugins.ppo_lab_launcher.process_launcher import ComposedConfigs
+
+    calls: list[list[str]] = []
+
+    def compose(master: DictConfig, overrides: list[str]) -> DictConfig:
+        calls.append(overrides)
+        return OmegaConf.create({"seed": int(overrides[0].split("=")[1]), "job": {"num": -1}})
+
+    memo = ComposedConfigs(compose)
+    master = OmegaConf.create({})
+    first = memo(master, ["seed=1"])
+    first.job.num = 7
+    again = memo(master, ["seed=1"])
+    other = memo(master, ["seed=2"])
+    assert calls == [["seed=1"], ["seed=2"]]
+    assert again == {"seed": 1, "job": {"num": -1}} and other.seed == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [(["logger=none"], set()), (["env/backend=envpool"], {"wandb", "envpool"})],
+)
+def test_a_sweep_process_imports_what_its_jobs_will_before_forking(overrides, expected) -> None:
+    """`ppo_lab.job.preload`: torch._dynamo always (every job's optimizer imports it), W&B and
+    envpool only when the sweep's config uses them."""
+    heavy = ["torch._dynamo", "wandb", "envpool"]
+    script = (
+        "import json, sys; from ppo_lab.job import preload; from helpers import compose_config; "
+        f"preload(compose_config(*{overrides!r})); "
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO / "tests",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert set(json.loads(out.stdout)) == {"torch._dynamo", *expected}
