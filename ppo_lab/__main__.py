@@ -77,6 +77,8 @@ def finish_sweeps(exit_code: int) -> int:
     from ppo_lab.sweep.summary import summarize, write_table
 
     for sweep_dir in STARTED:
+        if not sweep_dir.is_dir():  # the multirun ended before launching a job (Hydra said why)
+            continue
         table = summarize(sweep_dir, sweep_over=True)
         markdown, _ = write_table(table)
         counts = ", ".join(f"{n} {status}" for status, n in sorted(table.counts.items()))
@@ -119,9 +121,21 @@ def dotted_group_overrides(args: list[str], groups: set[str]) -> list[str]:
 HYDRA_TARGET_PREFIXES = ("hydra.", "hydra_plugins.", "ppo_lab.", "optuna.samplers.")
 
 
-def untrusted_hydra_settings(overrides: list[str]) -> list[str]:
-    """`_target_`s and logging factories (`()`) in the `hydra` node that Hydra would build
-    before ppo_lab sees the config: a shared study file could otherwise run code there."""
+# Hydra plugins that come with an extra: (what it is, its package, the config it provides, extra).
+PLUGIN_EXTRAS = (
+    ("the Optuna sweeper", "hydra_plugins.hydra_optuna_sweeper", "hydra/sweeper/optuna", "sweeps"),
+    (
+        "the SLURM launcher",
+        "hydra_plugins.hydra_submitit_launcher",
+        "hydra/launcher/submitit_",
+        "sweeps",
+    ),
+    ("the Ray launcher", "hydra_plugins.hydra_ray_launcher", "hydra/launcher/ray", "ray"),
+)
+
+
+def hydra_node(overrides: list[str]) -> dict | Exception:
+    """The `hydra` node the command line composes (unresolved), or why it does not compose."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
@@ -131,8 +145,40 @@ def untrusted_hydra_settings(overrides: list[str]) -> list[str]:
         plain = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             node = compose("config", overrides=plain, return_hydra_config=True).hydra
-        hydra_node = OmegaConf.to_container(node, resolve=False)
-    except Exception:  # not composable: Hydra itself reports it next, nothing is built
+        container = OmegaConf.to_container(node, resolve=False)
+    except Exception as err:  # not composable: Hydra itself reports it, unless a plugin is missing
+        return err
+    assert isinstance(container, dict)
+    return container
+
+
+def missing_plugins(node: dict | Exception) -> list[str]:
+    """The launcher or sweeper chosen whose Hydra plugin is not installed, with the extra that
+    installs it (Hydra would end in a traceback, or list the configs it has)."""
+    import importlib.util
+
+    if isinstance(node, Exception):
+        wanted = [str(node)]
+    else:
+        wanted = [
+            str((node.get(part) or {}).get("_target_", "")).replace(".", "/")
+            for part in ("launcher", "sweeper")
+        ]
+    problems = []
+    for what, package, config, extra in PLUGIN_EXTRAS:
+        chosen = any(config in text or package.replace(".", "/") in text for text in wanted)
+        if chosen and importlib.util.find_spec(package) is None:
+            problems.append(
+                f"{what} was chosen, but its Hydra plugin ({package}) is not installed; "
+                f'install it with pip install "torch==2.13.0" -e ".[{extra}]"'
+            )
+    return problems
+
+
+def untrusted_hydra_settings(node: dict | Exception) -> list[str]:
+    """`_target_`s and logging factories (`()`) in the `hydra` node that Hydra would build
+    before ppo_lab sees the config: a shared study file could otherwise run code there."""
+    if isinstance(node, Exception):  # not composable: Hydra itself reports it, nothing is built
         return []
     problems = []
 
@@ -152,7 +198,7 @@ def untrusted_hydra_settings(overrides: list[str]) -> list[str]:
             for i, v in enumerate(value):
                 scan(v, f"{key}[{i}]")
 
-    scan(hydra_node, "hydra")
+    scan(node, "hydra")
     return problems
 
 
@@ -163,7 +209,8 @@ def main() -> None:
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(sys.argv[1:])
-    problems = untrusted_hydra_settings(list(args.overrides))
+    node = hydra_node(list(args.overrides))
+    problems = untrusted_hydra_settings(node) or missing_plugins(node)
     if problems:
         print(f"Invalid configuration, nothing was run:\n{ConfigError(problems)}", file=sys.stderr)
         sys.exit(2)

@@ -462,3 +462,41 @@ def test_a_sweep_process_imports_what_its_jobs_will_before_forking(overrides, ex
         check=True,
     )
     assert set(json.loads(out.stdout)) == {"torch._dynamo", *expected}
+
+
+def test_a_launcher_whose_plugin_is_missing_is_named_with_the_extra_that_installs_it(
+    tmp_path: Path,
+) -> None:
+    """hydra/launcher=ray without the `ray` extra: one line naming the extra, no traceback and
+    no sweep dir (Hydra alone ends in `Unknown plugin class` and a second traceback)."""
+    import importlib.util
+
+    if importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None:
+        pytest.skip("the Ray launcher is installed here")
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=ray", "logger=none", f"hydra.sweep.dir={sweep_dir}"]
+    out = run_module("ppo_lab", args, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "Ray launcher was chosen" in out.stderr and '-e ".[ray]"' in out.stderr
+    assert not sweep_dir.exists()
+
+
+def test_a_missing_sweeper_plugin_is_named_with_its_extra(monkeypatch) -> None:
+    """The Optuna sweeper's plugin provides its own config: without it the search does not even
+    compose, and the message still names the `sweeps` extra."""
+    import importlib.util
+
+    from ppo_lab.__main__ import hydra_node, missing_plugins
+
+    node = hydra_node(["sweep=cartpole_optuna"])
+    assert missing_plugins(node) == []  # installed here (the dev extras)
+    real_find_spec = importlib.util.find_spec
+
+    def without_optuna(name: str, *args: Any) -> Any:
+        return None if "optuna" in name else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_optuna)
+    for composed in (node, Exception("In 'hydra/config': Could not find 'hydra/sweeper/optuna'")):
+        (problem,) = missing_plugins(composed)
+        assert problem.startswith("the Optuna sweeper was chosen") and '".[sweeps]"' in problem
