@@ -327,9 +327,10 @@ def _nan_gradient_for_member_1_from_update_2(monkeypatch) -> None:
 def test_a_member_that_goes_non_finite_fails_alone(tmp_path, monkeypatch, source):
     """Member 1 (seed 10: its envs are seeded 10..13) meets a NaN in update 2, from its own
     env's reward or its own gradient; it stops there, and the others finish exactly as their
-    separate runs do."""
+    separate runs do, their evaluation included (the members' evaluation runs batched, the
+    failed member's rows left out)."""
     updates = 4
-    run = [*CARTPOLE, f"total_timesteps={updates * BATCH}"]
+    run = [*CARTPOLE, f"total_timesteps={updates * BATCH}", "eval_episodes=3"]
     if source == "environment":  # env seed 11 is member 1's; its 100th step is in update 2
         run += [f"env.id={THIS_MODULE}:seeded_nan_cartpole", "+env.kwargs.nan_seed=11"]
     seeds = [1, 10, 20]
@@ -354,9 +355,12 @@ def test_a_member_that_goes_non_finite_fails_alone(tmp_path, monkeypatch, source
         assert member.figures["final_return"] is not None
         assert math.isfinite(member.figures["final_return"])
         alone = tmp_path / f"alone_{k}"
-        separate(alone, variants[k])  # the NaN env is never armed in these members' envs
+        separate_run = separate(alone, variants[k])  # the NaN env is never armed in these envs
         assert_same_parameters(member.run_dir, alone)
         assert_same_history(member.run_dir, alone)
+        assert len(member.figures["eval_returns"]) == 3
+        assert member.figures["eval_returns"] == separate_run["eval_returns"]
+    assert "eval_returns" not in failed.figures
 
 
 @pytest.mark.parametrize(
