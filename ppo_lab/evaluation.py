@@ -23,6 +23,8 @@ EVAL_SEED_OFFSET = 1_000_000  # evaluation envs are seeded apart from the traini
 
 
 class Policy(Protocol):
+    """What an evaluation acts with: a run's `TrainedPolicy`, or a population's live members."""
+
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations [N, *obs], as the env takes them."""
         ...
