@@ -157,16 +157,16 @@ def missing_plugins(node: dict | Exception) -> list[str]:
     installs it (Hydra would end in a traceback, or list the configs it has)."""
     import importlib.util
 
-    if isinstance(node, Exception):
-        wanted = [str(node)]
+    if isinstance(node, Exception):  # a plugin's own config was missing: Hydra's message names it
+        failure, chosen_targets = str(node), []
     else:
-        wanted = [
-            str((node.get(part) or {}).get("_target_", "")).replace(".", "/")
-            for part in ("launcher", "sweeper")
+        failure = ""
+        chosen_targets = [
+            str((node.get(p) or {}).get("_target_", "")) for p in ("launcher", "sweeper")
         ]
     problems = []
     for what, package, config, extra in PLUGIN_EXTRAS:
-        chosen = any(config in text or package.replace(".", "/") in text for text in wanted)
+        chosen = config in failure or any(t.startswith(package) for t in chosen_targets)
         if chosen and importlib.util.find_spec(package) is None:
             problems.append(
                 f"{what} was chosen, but its Hydra plugin ({package}) is not installed; "

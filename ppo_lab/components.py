@@ -129,21 +129,20 @@ def registered_targets(conf_dir: Path = CONF_DIR) -> frozenset[str]:
     from omegaconf import OmegaConf
 
     found: set[str] = set()
-
-    def collect(node: Any) -> None:
-        if isinstance(node, Mapping):
-            if isinstance(node.get("_target_"), str):
-                found.add(node["_target_"])
-            for value in node.values():
-                collect(value)
-        elif isinstance(node, list):
-            for value in node:
-                collect(value)
-
     for path in conf_dir.rglob("*.yaml"):
         if path.relative_to(conf_dir).parts[0] not in SHARED_GROUPS:
-            collect(OmegaConf.to_container(OmegaConf.load(path)))
+            found |= targets_in(OmegaConf.to_container(OmegaConf.load(path)))
     return frozenset(found)
+
+
+def targets_in(node: Any) -> set[str]:
+    """Every `_target_` named anywhere in a plain (nested dicts and lists) config."""
+    if isinstance(node, Mapping):
+        own = {node["_target_"]} if isinstance(node.get("_target_"), str) else set()
+        return own.union(*(targets_in(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(targets_in(value) for value in node))
+    return set()
 
 
 def user_allowlist() -> tuple[str, ...]:

@@ -122,12 +122,13 @@ def validate(cfg: DictConfig, allow: Sequence[str] = ()) -> Settings:
         problems += _check_builds(cfg)
         problems += _check_network_fits(node)
     if not run_problems:  # derived sizes, once the run-level values themselves are valid
-        problems += _check_sizes(RunSettings(**run_values))
+        run = RunSettings(**run_values)
+        problems += _check_sizes(run)
         if "env" in node:
-            problems += _check_env_groups(node["env"], RunSettings(**run_values))
+            problems += _check_env_groups(node["env"], run)
     if problems:
         raise ConfigError(problems)
-    return Settings(run=RunSettings(**run_values), cfg=cfg)
+    return Settings(run=run, cfg=cfg)
 
 
 def with_seed(settings: Settings, seed: int) -> Settings:

@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ppo_lab.components import ConfigError
+from ppo_lab.components import ConfigError, targets_in
 from ppo_lab.config import Settings, validate, with_seed
 from ppo_lab.files import write_text_atomically
 from ppo_lab.signals import GracefulStop, StopRequested
@@ -157,25 +157,10 @@ def preload(cfg: DictConfig) -> None:
     optimizer a process builds imports it) and the libraries of the components it names."""
     import torch._dynamo  # noqa: F401
 
-    targets = {
-        str(node["_target_"])
-        for node in _mappings(OmegaConf.to_container(cfg, resolve=False))
-        if "_target_" in node
-    }
+    targets = targets_in(OmegaConf.to_container(cfg, resolve=False))
     for target, module in IMPORTED_WHEN_BUILT.items():
         if target in targets:
             importlib.import_module(module)
-
-
-def _mappings(node: Any) -> Iterator[dict[str, Any]]:
-    """Every mapping nested in a plain container, itself included."""
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _mappings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _mappings(value)
 
 
 def prepare_job(cfg: DictConfig) -> PreparedJob:

@@ -59,13 +59,10 @@ def check_packable(settings: Sequence[Settings]) -> None:
     """ConfigError naming what differs when the runs cannot be one population."""
     if any(s.run.compile for s in settings):
         raise ConfigError([COMPILE_POPULATION])
-    envs = [OmegaConf.to_container(s.cfg.env, resolve=True) for s in settings]
-    if any(env_groups(env) > 1 for env in envs):  # type: ignore[arg-type]
+    configs: list[Any] = [OmegaConf.to_container(s.cfg, resolve=True) for s in settings]
+    if any(env_groups(config["env"]) > 1 for config in configs):
         raise ConfigError([ASYNC_POPULATION])
-    shared = [
-        shared_part(OmegaConf.to_container(s.cfg, resolve=True))  # type: ignore[arg-type]
-        for s in settings
-    ]
+    shared = [shared_part(config) for config in configs]
     problems = sorted({d for other in shared[1:] for d in _differences(shared[0], other, "")})
     if problems:
         raise ConfigError(
