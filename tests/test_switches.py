@@ -145,22 +145,28 @@ def test_envpool_async_trains_exactly_as_envpool(tmp_path, recipe):
     assert pooled["eval_returns"] == one["eval_returns"]
 
 
-def test_envpool_async_is_refused_for_populations_and_for_more_groups_than_envs():
-    with pytest.raises(ConfigError, match="a population steps all its members' envs"):
-        validate(compose_config("population=2", "env/backend=envpool_async", "logger=none"))
-    packed = [validate(compose_config("env/backend=envpool_async", f"seed={s}")) for s in (1, 2)]
-    with pytest.raises(ConfigError, match="a population steps all its members' envs"):
+@pytest.mark.parametrize(
+    ("switch", "refusal"),
+    [
+        ("compile=true", r"compile=true: a population's members.*drop compile=true"),
+        (
+            "env/backend=envpool_async",
+            r"a population steps all its members' envs.*use env/backend=envpool",
+        ),
+    ],
+)
+def test_a_switch_populations_cannot_take_is_refused_for_them_naming_the_way_out(switch, refusal):
+    """Refused for `population=2` by validation and for a packed sweep by packing."""
+    with pytest.raises(ConfigError, match=refusal):
+        validate(compose_config("population=2", switch, "logger=none"))
+    packed = [validate(compose_config(switch, f"seed={s}")) for s in (1, 2)]
+    with pytest.raises(ConfigError, match=refusal):
         check_packable(packed)
+
+
+def test_envpool_async_is_refused_for_more_groups_than_envs():
     with pytest.raises(ConfigError, match=r"async_groups=9 with num_envs=8.*at most 8"):
         validate(compose_config("env/backend=envpool_async", "env.backend.async_groups=9"))
-
-
-def test_compile_is_refused_for_populations_naming_the_way_out():
-    with pytest.raises(ConfigError, match="compile=true: a population's members"):
-        validate(compose_config("population=2", "compile=true", "logger=none"))
-    packed = [validate(compose_config("compile=true", f"seed={s}")) for s in (1, 2)]
-    with pytest.raises(ConfigError, match="drop compile=true"):
-        check_packable(packed)
 
 
 def test_an_unknown_precision_is_refused_naming_the_valid_ones():
