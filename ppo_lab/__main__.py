@@ -125,7 +125,7 @@ HYDRA_TARGET_PREFIXES = ("hydra.", "hydra_plugins.", "ppo_lab.", "optuna.sampler
 PLUGIN_EXTRAS = (
     ("the Optuna sweeper", "hydra_plugins.hydra_optuna_sweeper", "hydra/sweeper/optuna", "sweeps"),
     (
-        "the SLURM launcher",
+        "submitit's launcher (hydra/launcher=slurm or submitit_local)",
         "hydra_plugins.hydra_submitit_launcher",
         "hydra/launcher/submitit_",
         "sweeps",
