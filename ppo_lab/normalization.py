@@ -68,6 +68,8 @@ class RunningMeanStd:
         self.mean = torch.zeros(self.shape, dtype=_STATS_DTYPE, device=device)  # [*shape]
         self.m2 = torch.zeros(self.shape, dtype=_STATS_DTYPE, device=device)  # M2 = Σ (x - mean)²
         self.count = 0
+        self._scale_key: tuple = ()
+        self._scale: tuple[Tensor, Tensor] = (self.mean, self.m2)
 
     @property
     def var(self) -> Tensor:
@@ -101,13 +103,24 @@ class RunningMeanStd:
         self.m2.add_(m2_b).add_(delta.square(), alpha=n_a * n_b / n)  # M2 = M2_a+M2_b+δ² n_a n_b/n
         self.count = n
 
+    def mean_and_std(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, sqrt(var + eps)) in `like`'s dtype and device. Computed again only when the
+        statistics changed (any in-place write bumps a tensor's `_version`): a rollout normalizes
+        every step with the same statistics, and these are ~8 small ops."""
+        key = (self.count, self.mean._version, self.m2._version, self.epsilon, like.dtype)
+        if key != self._scale_key or self._scale[0].device != like.device:
+            convert = {"device": like.device, "dtype": like.dtype}
+            with torch.inference_mode(False):  # kept for later passes, which may record autograd
+                self._scale = (self.mean.to(**convert), self.std.to(**convert))
+            self._scale_key = key
+        return self._scale
+
     def normalize(self, x: Tensor, clip: float | None = None) -> Tensor:
         """(x - mean) / sqrt(var + eps), clipped to [-clip, clip]: a new tensor of x's dtype/device.
 
         x: [..., *shape]; clip: None for no clipping.
         """
-        mean = self.mean.to(device=x.device, dtype=x.dtype)
-        std = self.std.to(device=x.device, dtype=x.dtype)
+        mean, std = self.mean_and_std(x)
         y = (x - mean) / std  # (x - μ) / sqrt(σ² + ε)
         return y if clip is None else y.clamp(-clip, clip)
 
@@ -115,8 +128,7 @@ class RunningMeanStd:
         """y sqrt(var + eps) + mean, the inverse of normalize without clip (e.g. for a critic
         trained on normalized value targets): a new tensor of y's dtype/device, y: [..., *shape].
         """
-        mean = self.mean.to(device=y.device, dtype=y.dtype)
-        std = self.std.to(device=y.device, dtype=y.dtype)
+        mean, std = self.mean_and_std(y)
         return y * std + mean  # x = y sqrt(σ² + ε) + μ
 
     def state_dict(self) -> dict[str, Any]:

@@ -124,6 +124,47 @@ def test_async_groups_step_every_env_once_per_step_in_order(groups):
         in_turn.close()
 
 
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [("CartPole-v1", {"max_episode_steps": 9}), ("Pendulum-v1", {"max_episode_steps": 7})],
+)
+def test_sync_backend_steps_as_gymnasiums_sync_vector_env(env_id, kwargs):
+    """`SameStepEnvs` replaces gymnasium's SyncVectorEnv (same-step mode) for speed: every step,
+    reset and final observation must be the one SyncVectorEnv gives, with the same seeds."""
+    ours = vector_env("gymnasium_sync", 3, env_id, kwargs=kwargs)
+    theirs = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id, **kwargs)] * 3,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    try:
+        np.testing.assert_array_equal(ours.reset(seed=5), theirs.reset(seed=5)[0])
+        rng = np.random.default_rng(0)
+        space = ours.single_action_space
+        ended = 0
+        for _ in range(40):
+            if isinstance(space, gym.spaces.Discrete):
+                actions = rng.integers(0, space.n, 3)
+            else:
+                actions = rng.uniform(space.low, space.high, (3, *space.shape)).astype(space.dtype)
+            step = ours.step(actions)
+            obs, reward, terminated, truncated, info = theirs.step(actions)
+            np.testing.assert_array_equal(step.obs, obs)
+            np.testing.assert_array_equal(step.reward, reward.astype(np.float32))
+            np.testing.assert_array_equal(step.terminated, terminated)
+            np.testing.assert_array_equal(step.truncated, truncated)
+            bootstrap = np.flatnonzero(truncated & ~terminated)
+            if len(bootstrap):
+                want = np.stack([info["final_obs"][i] for i in bootstrap])
+                np.testing.assert_array_equal(step.final_obs, want)
+            else:
+                assert step.final_obs is None
+            ended += int((terminated | truncated).sum())
+        assert ended >= 6, "the steps covered resets"
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def test_gymnasium_default_autoreset_is_next_step():
     """Why the backend asks for SAME_STEP: by default the step after an episode's end is a reset
     whose action is ignored, a transition the learner must not train on."""

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from ppo_lab.components import build, check_entry, config_parameters
 from ppo_lab.normalization import (
@@ -113,6 +114,39 @@ def test_running_mean_std_state_dict_round_trip_is_exact():
     assert not torch.equal(state["mean"], rms.mean)  # state_dict is a copy, not a live view
     with pytest.raises(ValueError, match="shape"):
         RunningMeanStd((3,)).load_state_dict(state)
+
+
+def test_normalize_follows_every_change_of_the_statistics():
+    """normalize reuses its mean and std between changes: an update, a loaded state or a
+    population's in-place write into the statistics must each show in the next call."""
+    rng = np.random.default_rng(3)
+    rms = RunningMeanStd((3,))
+    x = torch.as_tensor(rng.normal(size=(5, 3)), dtype=torch.float32)
+
+    def by_hand() -> Tensor:
+        std = torch.sqrt(rms.m2 / rms.count + rms.epsilon)
+        return ((x.double() - rms.mean) / std).float()
+
+    with torch.inference_mode():  # as the rollout first normalizes
+        rms.update(torch.as_tensor(rng.normal(2.0, 3.0, size=(40, 3))))
+        rms.normalize(x)
+    first = rms.normalize(x)
+    torch.testing.assert_close(first, by_hand())
+    rms.update(torch.as_tensor(rng.normal(-1.0, 0.5, size=(40, 3))))
+    assert not torch.allclose(rms.normalize(x), first)
+    torch.testing.assert_close(rms.normalize(x), by_hand())
+    other = RunningMeanStd((3,))
+    other.update(torch.as_tensor(rng.normal(5.0, 1.0, size=(7, 3))))
+    rms.load_state_dict(other.state_dict())
+    torch.testing.assert_close(rms.normalize(x), by_hand())
+    rms.m2[1] *= 4.0  # a write into the statistics, as a population's stacking does
+    torch.testing.assert_close(rms.normalize(x), by_hand())
+    assert rms.normalize(x.double()).dtype == torch.float64
+    with torch.inference_mode():  # computed and kept while acting ...
+        rms.normalize(x)
+    weights = torch.ones(3, requires_grad=True)  # ... then used where autograd records
+    rms.denormalize(x * weights).sum().backward()
+    torch.testing.assert_close(weights.grad, (x * rms.std.float()).sum(0))
 
 
 # ---------------------------------------------------------------- RewardScaler
