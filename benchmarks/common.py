@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,29 @@ def backend_sps(cfg: DictConfig, steps: int) -> float:
     sps = stepping_sps(envs.step, random_actions(envs.single_action_space, steps, cfg.num_envs))
     envs.close()
     return sps
+
+
+class Timers:
+    """Wall time spent inside wrapped functions, by phase; nested calls count once."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._depth = 0
+
+    def wrap(self, owner: Any, name: str, phase: str) -> None:
+        original: Callable[..., Any] | None = getattr(owner, name, None)
+        if original is None:  # an older ppo_lab (measuring before/after)
+            return
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:
+                return original(*args, **kwargs)
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - start
+                self._depth -= 1
+
+        setattr(owner, name, timed)

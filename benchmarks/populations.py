@@ -11,6 +11,11 @@ batch), each on gymnasium and on envpool, and HalfCheetah-v4 (ppo_lab's MuJoCo r
 Start-up (imports, env construction) is excluded: the clock runs from the first reset to the end
 of the last update (`figures["train_time_s"]`).
 
+Below the table, where each ratio comes from: for every population, how many runs' worth of
+updates (advantages, epochs) and of rollouts (acting, env stepping) it does per second, each
+against the single run's. The update's figure bounds the whole: even a free rollout cannot lift
+the overall ratio above it by more than the single run's rollout share allows.
+
 With `--study`, the wall time of `experiment=loss_ablation` (4 losses x 10 seeds) with
 `hydra/launcher=population` against `hydra/launcher=local`, whole processes, and the
 per-variant mean final returns of both.
@@ -27,8 +32,10 @@ import time
 from pathlib import Path
 
 import torch
-from common import CLEANRL_CARTPOLE, compose_config
+from common import CLEANRL_CARTPOLE, Timers, compose_config
 
+import ppo_lab.population.trainer as population_trainer
+import ppo_lab.train as train_module
 from ppo_lab.config import validate
 from ppo_lab.population.trainer import Member, train_population
 from ppo_lab.train import train
@@ -40,6 +47,21 @@ WORKLOADS = {
     "CartPole, RL Zoo recipe (default), envpool": ["env/backend=envpool"],
     "HalfCheetah-v4, MuJoCo recipe, envpool": ["env=mujoco", "env/backend=envpool"],
 }
+
+
+PHASES = Timers()  # update and rollout seconds of the measurement running now
+for module, update_name in ((train_module, "update"), (population_trainer, "update_population")):
+    PHASES.wrap(module, update_name, "update")
+    PHASES.wrap(module, "collect_rollout", "rollout")
+PHASES.wrap(train_module, "evaluate_rollout", "update")
+PHASES.wrap(population_trainer, "evaluate_population_rollout", "update")
+
+
+def phase_seconds() -> dict[str, float]:
+    """The update and rollout seconds since the last call."""
+    seconds = dict(PHASES.seconds)
+    PHASES.seconds.clear()
+    return seconds
 
 
 def settings_of(overrides: list[str], updates: int, seed: int):
@@ -105,18 +127,33 @@ def main() -> None:
     print(
         f"{'workload':48s} {'1 run':>8s} " + " ".join(f"{'M=' + str(m):>16s}" for m in args.sizes)
     )
+    shares: dict[str, list[str]] = {name: [] for name in args.workloads}
     with tempfile.TemporaryDirectory() as tmp:
         # the process's first run pays one-time costs (lazy imports, allocator warm-up): not timed
         single_sps(WORKLOADS[args.workloads[0]], 1, Path(tmp) / "warm-up")
         for name in args.workloads:
             overrides = WORKLOADS[name]
             root = Path(tmp) / name.replace(" ", "_").replace(",", "")
+            phase_seconds()
             single = single_sps(overrides, args.updates, root)
+            single_phases = phase_seconds()
             cells = []
             for size in args.sizes:
                 sps = population_sps(overrides, args.updates, size, root)
                 cells.append(f"{sps:>8,.0f} ({sps / single:4.1f}x)")
+                phases = phase_seconds()  # the same steps per member as the single run
+                shares[name].append(
+                    " ".join(
+                        f"{phase} {size * single_phases[phase] / phases[phase]:4.1f}x"
+                        for phase in ("update", "rollout")
+                    )
+                )
             print(f"{name:48s} {single:>8,.0f} " + " ".join(f"{c:>16s}" for c in cells))
+            total = sum(single_phases.values())
+            shares[name].insert(0, f"1 run: update {single_phases['update'] / total:.0%}")
+        print("\nruns' worth per second, by phase (population against the single run):")
+        for name, cells in shares.items():
+            print(f"  {name:46s} " + "  |  ".join(cells))
         if args.study:
             results = {}
             for launcher in ("local", "population"):

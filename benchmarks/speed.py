@@ -31,15 +31,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
-from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 from common import (
     CLEANRL_CARTPOLE,
+    Timers,
     compose_config,
     random_actions,
     raw_envpool_sps,
@@ -66,32 +64,6 @@ def raw_sps(overrides: list[str], steps: int) -> float:
     sps = stepping_sps(envs.step, random_actions(envs.single_action_space, steps, cfg.num_envs))
     envs.close()
     return sps
-
-
-class Timers:
-    """Wall time spent inside wrapped functions, by phase; nested calls count once."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._depth = 0
-
-    def wrap(self, owner: Any, name: str, phase: str) -> None:
-        original: Callable[..., Any] | None = getattr(owner, name, None)
-        if original is None:  # an older ppo_lab (measuring before/after)
-            return
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:
-                return original(*args, **kwargs)
-            self._depth += 1
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds[phase] += time.perf_counter() - start
-                self._depth -= 1
-
-        setattr(owner, name, timed)
 
 
 def train_one(family: str, updates: int, min_steps: int, switches: list[str]) -> dict[str, Any]:
