@@ -17,7 +17,7 @@ acting time is not split out (a timer inside a compiled method would break its g
 as "other".
 
     cartpole_cleanrl  CartPole-v1, CleanRL's settings: 4 envs x 128 steps, 4 epochs x 4
-                      minibatches, lr 2.5e-4, gymnasium sync vector env (CleanRL's own)
+                      minibatches, lr 2.5e-4, gymnasium's envs in this process (CleanRL's own)
     cartpole_64       CartPole-v1, 64 envs x 128 steps on envpool, the same update settings
     breakout          env=atari (Breakout-v5, 8 envs, envpool with 2 threads, Nature CNN)
     halfcheetah       env=mujoco (HalfCheetah-v4, 1 env, CleanRL's continuous recipe)
