@@ -127,7 +127,7 @@ def main() -> None:
     print(
         f"{'workload':48s} {'1 run':>8s} " + " ".join(f"{'M=' + str(m):>16s}" for m in args.sizes)
     )
-    shares: dict[str, list[str]] = {name: [] for name in args.workloads}
+    by_phase: dict[str, list[str]] = {name: [] for name in args.workloads}
     with tempfile.TemporaryDirectory() as tmp:
         # the process's first run pays one-time costs (lazy imports, allocator warm-up): not timed
         single_sps(WORKLOADS[args.workloads[0]], 1, Path(tmp) / "warm-up")
@@ -142,7 +142,7 @@ def main() -> None:
                 sps = population_sps(overrides, args.updates, size, root)
                 cells.append(f"{sps:>8,.0f} ({sps / single:4.1f}x)")
                 phases = phase_seconds()  # the same steps per member as the single run
-                shares[name].append(
+                by_phase[name].append(
                     " ".join(
                         f"{phase} {size * single_phases[phase] / phases[phase]:4.1f}x"
                         for phase in ("update", "rollout")
@@ -150,9 +150,9 @@ def main() -> None:
                 )
             print(f"{name:48s} {single:>8,.0f} " + " ".join(f"{c:>16s}" for c in cells))
             total = sum(single_phases.values())
-            shares[name].insert(0, f"1 run: update {single_phases['update'] / total:.0%}")
+            by_phase[name].insert(0, f"1 run: update {single_phases['update'] / total:.0%}")
         print("\nruns' worth per second, by phase (population against the single run):")
-        for name, cells in shares.items():
+        for name, cells in by_phase.items():
             print(f"  {name:46s} " + "  |  ".join(cells))
         if args.study:
             results = {}

@@ -68,8 +68,8 @@ class RunningMeanStd:
         self.mean = torch.zeros(self.shape, dtype=_STATS_DTYPE, device=device)  # [*shape]
         self.m2 = torch.zeros(self.shape, dtype=_STATS_DTYPE, device=device)  # M2 = Σ (x - mean)²
         self.count = 0
-        self._scale_key: tuple = ()
-        self._scale: tuple[Tensor, Tensor] = (self.mean, self.m2)
+        self._scale_key: tuple = ()  # what `_scale` was computed from
+        self._scale: tuple[Tensor, Tensor] | None = None
 
     @property
     def var(self) -> Tensor:
@@ -107,8 +107,15 @@ class RunningMeanStd:
         """(mean, sqrt(var + eps)) in `like`'s dtype and device. Computed again only when the
         statistics changed (any in-place write bumps a tensor's `_version`): a rollout normalizes
         every step with the same statistics, and these are ~8 small ops."""
-        key = (self.count, self.mean._version, self.m2._version, self.epsilon, like.dtype)
-        if key != self._scale_key or self._scale[0].device != like.device:
+        key = (
+            self.count,
+            self.mean._version,
+            self.m2._version,
+            self.epsilon,
+            like.dtype,
+            like.device,
+        )
+        if self._scale is None or key != self._scale_key:
             convert = {"device": like.device, "dtype": like.dtype}
             with torch.inference_mode(False):  # kept for later passes, which may record autograd
                 self._scale = (self.mean.to(**convert), self.std.to(**convert))
