@@ -1,7 +1,9 @@
 """One minibatch step of the default CartPole run, by part, in one process: torch's per-parameter
-optimizer and clip_grad_norm_ against one flat parameter (ppo_lab/flat_params.py), alternated.
+optimizer and clip_grad_norm_ against one flat parameter (ppo_lab/flat_params.py), alternated;
+with `--compile`, also the flat parameter with the minibatch loss `torch.compile`d, as
+`compile=true` runs it (its first call, which compiles, is in the warm-up).
 
-    python benchmarks/minibatch_step.py [--rounds 5] [--steps 1000] [--batch 256]
+    python benchmarks/minibatch_step.py [--rounds 5] [--steps 1000] [--batch 256] [--compile]
 
 Prints, per round and way, the microseconds of the forward pass with the loss, zeroing the
 gradients, backward, clipping and the Adam step (one torch thread, as a CartPole run uses).
@@ -40,8 +42,8 @@ def flat_way(optimizer: torch.optim.Optimizer) -> list[Callable]:
     return [lambda: zero_gradients(params), lambda: clip_grad_norm(params, 0.5), optimizer.step]
 
 
-def time_steps(agent, loss, batch, targets, way: list[Callable], steps: int) -> dict[str, float]:
-    zero, clip, step = way
+def time_steps(agent, loss, batch, targets, way: tuple, steps: int) -> dict[str, float]:
+    (zero, clip, step), minibatch_loss = way
     seconds = dict.fromkeys(PARTS, 0.0)
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--compile", action="store_true", help="also the compiled minibatch loss")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -76,13 +79,20 @@ def main() -> None:
     ways = {
         "torch optimizer + clip_grad_norm_": (
             agent,
-            torch_way(agent, build(cfg.optim, params=agent.parameters())),
+            (torch_way(agent, build(cfg.optim, params=agent.parameters())), minibatch_loss),
         ),
         "flat parameter": (
             flat_agent,
-            flat_way(build(cfg.optim, params=[flatten_parameters(flat_agent)])),
+            (flat_way(build(cfg.optim, params=[flatten_parameters(flat_agent)])), minibatch_loss),
         ),
     }
+    if args.compile:
+        compiled_agent = copy.deepcopy(agent)
+        optimizer = build(cfg.optim, params=[flatten_parameters(compiled_agent)])
+        ways["flat parameter, compiled loss"] = (
+            compiled_agent,
+            (flat_way(optimizer), torch.compile(minibatch_loss)),
+        )
     n = args.batch
     batch = Minibatch(
         torch.randn(n, 4), torch.randint(0, 2, (n,)), torch.full((n,), -0.69), torch.randn(n),

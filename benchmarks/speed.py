@@ -12,9 +12,9 @@ subprocess, so peaks do not carry over), and where the training time goes: env s
 backend's `step`), inference (acting), update (the batched rollout pass, advantages and the epochs)
 and logging (metrics.jsonl and the tracker). Shares are wall-clock, timed around those calls; the
 rest (buffer copies, normalization, bookkeeping) is "other". `--switches` trains each workload once
-per entry, each entry being extra overrides ("" for none), e.g. `amp=bf16`; with `compile=true` the
-acting time is not split out (a timer inside a compiled method would break its graph), so it counts
-as "other".
+per entry, each entry being extra overrides ("" for none), e.g. `amp=bf16`; with `compile=true` on
+CUDA, where acting is compiled too, its time is not split out (a timer inside a compiled method
+would break its graph), so it counts as "other".
 
     cartpole_cleanrl  CartPole-v1, CleanRL's settings: 4 envs x 128 steps, 4 epochs x 4
                       minibatches, lr 2.5e-4, gymnasium's envs in this process (CleanRL's own)
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 from common import (
     CLEANRL_CARTPOLE,
     Timers,
@@ -85,7 +86,8 @@ def train_one(family: str, updates: int, min_steps: int, switches: list[str]) ->
     for method in ("send", "recv"):  # envpool_async: the time spent waiting for a pool
         timers.wrap(EnvpoolVectorEnv, method, "env stepping")
     compiled = getattr(settings.run, "compile", False)  # (older ppo_lab: no such switch)
-    for method in ("act", "act_and_evaluate") if not compiled else ():
+    compiled_acting = compiled and torch.cuda.is_available()  # train.compile_hot_paths
+    for method in ("act", "act_and_evaluate") if not compiled_acting else ():
         timers.wrap(ActorCritic, method, "inference")
     for function in ("update", "evaluate_rollout"):
         timers.wrap(train_module, function, "update")
