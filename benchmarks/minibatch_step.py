@@ -42,7 +42,10 @@ def flat_way(optimizer: torch.optim.Optimizer) -> list[Callable]:
     return [lambda: zero_gradients(params), lambda: clip_grad_norm(params, 0.5), optimizer.step]
 
 
-def time_steps(agent, loss, batch, targets, way: tuple, steps: int) -> dict[str, float]:
+Way = tuple[list[Callable], Callable]  # ([zero, clip, step], the minibatch loss function)
+
+
+def time_steps(agent, loss, batch, targets, way: Way, steps: int) -> dict[str, float]:
     (zero, clip, step), minibatch_loss = way
     seconds = dict.fromkeys(PARTS, 0.0)
     for _ in range(steps):
