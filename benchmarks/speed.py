@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 from common import (
     CLEANRL_CARTPOLE,
     Timers,
@@ -86,7 +85,8 @@ def train_one(family: str, updates: int, min_steps: int, switches: list[str]) ->
     for method in ("send", "recv"):  # envpool_async: the time spent waiting for a pool
         timers.wrap(EnvpoolVectorEnv, method, "env stepping")
     compiled = getattr(settings.run, "compile", False)  # (older ppo_lab: no such switch)
-    compiled_acting = compiled and torch.cuda.is_available()  # train.compile_hot_paths
+    device = train_module.resolve_device(settings.run.device)
+    compiled_acting = compiled and device.type == "cuda"  # as train.compile_hot_paths decides
     for method in ("act", "act_and_evaluate") if not compiled_acting else ():
         timers.wrap(ActorCritic, method, "inference")
     for function in ("update", "evaluate_rollout"):
