@@ -1,6 +1,7 @@
 """One minibatch step of the default CartPole run, by part, in one process: torch's per-parameter
-optimizer and clip_grad_norm_ against one flat parameter (ppo_lab/flat_params.py), alternated;
-with `--compile`, also the flat parameter with the minibatch loss `torch.compile`d, as
+fused Adam and clip_grad_norm_, one flat parameter (ppo_lab/flat_params.py) stepped by torch's
+fused Adam, and the flat parameter stepped by ppo_lab's Adam (ppo_lab/optim.py, what a run
+uses), alternated; with `--compile`, also the last with the minibatch loss `torch.compile`d, as
 `compile=true` runs it (its first call, which compiles, is in the warm-up).
 
     python benchmarks/minibatch_step.py [--rounds 5] [--steps 1000] [--batch 256] [--compile]
@@ -23,6 +24,7 @@ from common import compose_config
 
 from ppo_lab.components import build
 from ppo_lab.flat_params import clip_grad_norm, flatten_parameters, zero_gradients
+from ppo_lab.optim import Optimizer
 from ppo_lab.train import Minibatch, minibatch_loss
 
 PARTS = ("forward+loss", "zero", "backward", "clip", "step")
@@ -37,7 +39,7 @@ def torch_way(agent: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[
     ]
 
 
-def flat_way(optimizer: torch.optim.Optimizer) -> list[Callable]:
+def flat_way(optimizer: Optimizer) -> list[Callable]:
     params = optimizer.param_groups[0]["params"]
     return [lambda: zero_gradients(params), lambda: clip_grad_norm(params, 0.5), optimizer.step]
 
@@ -77,22 +79,29 @@ def main() -> None:
     cfg = compose_config()
     obs_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
     agent = build(cfg.network, observation_space=obs_space, action_space=gym.spaces.Discrete(2))
-    flat_agent = copy.deepcopy(agent)
+    flat_agent, torch_flat_agent = copy.deepcopy(agent), copy.deepcopy(agent)
     loss = build(cfg.loss)
+    hyper = {"lr": cfg.optim.lr, "eps": cfg.optim.eps, "betas": tuple(cfg.optim.betas)}
+    torch_flat = [flatten_parameters(torch_flat_agent)]
     ways = {
         "torch optimizer + clip_grad_norm_": (
             agent,
-            (torch_way(agent, build(cfg.optim, params=agent.parameters())), minibatch_loss),
+            (torch_way(agent, torch.optim.Adam(agent.parameters(), **hyper, fused=True)),
+             minibatch_loss),
         ),
-        "flat parameter": (
+        "flat parameter, torch's fused Adam": (
+            torch_flat_agent,
+            (flat_way(torch.optim.Adam(torch_flat, **hyper, fused=True)), minibatch_loss),
+        ),
+        "flat parameter, ppo_lab's Adam": (
             flat_agent,
             (flat_way(build(cfg.optim, params=[flatten_parameters(flat_agent)])), minibatch_loss),
         ),
-    }
+    }  # fmt: skip
     if args.compile:
         compiled_agent = copy.deepcopy(agent)
         optimizer = build(cfg.optim, params=[flatten_parameters(compiled_agent)])
-        ways["flat parameter, compiled loss"] = (
+        ways["flat parameter, ppo_lab's Adam, compiled loss"] = (
             compiled_agent,
             (flat_way(optimizer), torch.compile(minibatch_loss)),
         )
@@ -102,13 +111,13 @@ def main() -> None:
         torch.randn(n),
     )  # fmt: skip
     targets = torch.randn(n)
-    print(f"{'round':6s} {'way':34s} " + " ".join(f"{p:>13s}" for p in PARTS) + "   total us")
+    print(f"{'round':6s} {'way':46s} " + " ".join(f"{p:>13s}" for p in PARTS) + "   total us")
     for r in range(args.rounds):
         for name, (net, way) in ways.items():
             time_steps(net, loss, batch, targets, way, 50)  # warm-up
             us = time_steps(net, loss, batch, targets, way, args.steps)
             parts = " ".join(f"{us[p]:>13.0f}" for p in PARTS)
-            print(f"{r + 1:<6d} {name:34s} {parts}   {sum(us.values()):>8.0f}")
+            print(f"{r + 1:<6d} {name:46s} {parts}   {sum(us.values()):>8.0f}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from ppo_lab.flat_params import (
 from ppo_lab.losses import PPOLoss
 from ppo_lab.networks import ActorCritic
 from ppo_lab.normalization import Normalizers, normalize_advantages
+from ppo_lab.optim import Optimizer
 from ppo_lab.progress import Progress
 from ppo_lab.rollout import Rollout, RolloutValues, observation_dtype
 from ppo_lab.signals import GracefulStop
@@ -278,7 +279,7 @@ def update(
     loss: PPOLoss,
     estimator: Estimator,
     agent: ActorCritic,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     buf: Rollout,
     behaviour: RolloutValues,
     norm: Normalizers,
@@ -473,8 +474,8 @@ def train(
             device=device,
         )
         agent = build_agent(settings, choices, norm, obs_space, action_space).to(device)
-        # one flat parameter: zeroing, clipping and the Adam step are one op each (flat_params)
-        optimizer: torch.optim.Optimizer = build(cfg.optim, params=[flatten_parameters(agent)])
+        # one flat parameter: zeroing and clipping are one op each, Adam seven (flat_params, optim)
+        optimizer: Optimizer = build(cfg.optim, params=[flatten_parameters(agent)])
     except ConfigError:
         envs.close()
         raise

@@ -100,8 +100,13 @@ def test_optim_entries_instantiate(compose_cfg, entry):
     validate(cfg)
     layer = torch.nn.Linear(3, 2)
     optimizer = build(cfg.optim, params=layer.parameters())
-    assert isinstance(optimizer, torch.optim.Optimizer)
     assert optimizer.param_groups[0]["lr"] == cfg.optim.lr
+    before = layer.weight.detach().clone()
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    # Adam's first step moves every weight with a nonzero gradient by lr against its sign
+    moved = before - layer.weight.detach()
+    torch.testing.assert_close(moved, torch.full_like(before, cfg.optim.lr))
 
 
 @pytest.mark.parametrize("entry", group_entries("network"))

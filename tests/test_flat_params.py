@@ -1,9 +1,13 @@
-"""One flat parameter per run (ppo_lab/flat_params.py) trains exactly as torch's per-parameter
-optimizer and clip_grad_norm_ do, and checkpoints in their format."""
+"""One flat parameter per run (ppo_lab/flat_params.py) stepped by ppo_lab's Adam (ppo_lab/optim.py)
+trains exactly as torch's per-parameter optimizer and clip_grad_norm_ do, and checkpoints in
+their format."""
 
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +22,9 @@ from ppo_lab.flat_params import (
     zero_gradients,
 )
 from ppo_lab.networks import mlp, nature_cnn
-from ppo_lab.optim import adam, adamw
+from ppo_lab.optim import FlatAdam, adam, adamw
+
+from helpers import REPO
 
 OBS = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
 IMAGES = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
@@ -34,11 +40,15 @@ def loss_of(agent, seed: int, images: bool = False) -> torch.Tensor:
     return -(logp * torch.randn(32, generator=gen)).mean() + values.pow(2).mean() - entropy.mean()
 
 
+TORCH_OPTIMIZERS = {adam: torch.optim.Adam, adamw: torch.optim.AdamW}
+
+
 @pytest.mark.parametrize("make_optimizer", [adam, adamw])
 @pytest.mark.parametrize("network", ["mlp", "nature_cnn"])
 def test_a_flat_parameter_steps_as_the_per_parameter_optimizer_does(make_optimizer, network):
-    """The CNN's convolution weights are channels-last: their moments are saved element for
-    element with the weights, whatever the memory layout."""
+    """The reference is torch's own optimizer over the parameters one by one. The CNN's
+    convolution weights are channels-last: their moments are saved element for element with the
+    weights, whatever the memory layout."""
     torch.manual_seed(0)
     images = network == "nature_cnn"
     # the CNN's 1.7M gradients: one norm over the flat buffer rounds differently from a norm of
@@ -49,8 +59,12 @@ def test_a_flat_parameter_steps_as_the_per_parameter_optimizer_does(make_optimiz
     else:
         reference = mlp(OBS, gym.spaces.Discrete(3))
     flat_agent = copy.deepcopy(reference)
-    ref_opt = make_optimizer(reference.parameters(), lr=1e-2)
     flat_opt = make_optimizer([flatten_parameters(flat_agent)], lr=1e-2)
+    # the MLP's 9k parameters are stepped by ppo_lab's Adam, the CNN's 1.7M by torch's fused one
+    assert isinstance(flat_opt, FlatAdam) == (network == "mlp")
+    keys = ("lr", "betas", "eps", "weight_decay", "fused")
+    hyper = {k: flat_opt.param_groups[0][k] for k in keys}
+    ref_opt = TORCH_OPTIMIZERS[make_optimizer](reference.parameters(), **hyper)
     for step in range(4):
         ref_opt.zero_grad()
         loss_of(reference, step, images).backward()
@@ -71,10 +85,15 @@ def test_a_flat_parameter_steps_as_the_per_parameter_optimizer_does(make_optimiz
         for key, value in moments.items():
             torch.testing.assert_close(saved["state"][i][key], value, rtol=rtol, atol=atol / 10)
     resumed_agent = copy.deepcopy(reference)
-    resumed_opt = make_optimizer([flatten_parameters(resumed_agent)], lr=1e-2)
+    resumed_opt = make_optimizer([flatten_parameters(resumed_agent)], lr=1e-3)
     resumed_opt.load_state_dict(flat_state(ref_opt.state_dict(), resumed_agent))
+    assert resumed_opt.param_groups[0]["lr"] == 1e-2  # the saved learning rate, as torch's
     for key, value in flat_opt.state_dict()["state"][0].items():
         torch.testing.assert_close(resumed_opt.state_dict()["state"][0][key], value)
+    # and torch's optimizer resumes from ppo_lab's checkpoint
+    torch_resumed = TORCH_OPTIMIZERS[make_optimizer](copy.deepcopy(reference).parameters(), lr=1e-3)
+    torch_resumed.load_state_dict(saved)
+    assert torch_resumed.state_dict()["param_groups"] == want_state["param_groups"]
 
 
 def test_the_views_keep_values_and_strides_and_share_one_storage():
@@ -105,3 +124,21 @@ def test_a_nonfinite_gradient_is_reported_and_left_unscaled():
     assert float(norm) == pytest.approx(5.0)  # sqrt(3^2 + 4^2), before clipping
     torch.testing.assert_close(params[0].grad, torch.tensor([0.6, 0.8]), rtol=1e-5, atol=1e-6)
     assert float(clip_grad_norm(params, float("inf"))) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_a_run_trains_without_importing_torch_dynamo(tmp_path):
+    """torch.optim's optimizers import torch._dynamo on first use (1.3 s); ppo_lab's Adam, which
+    steps small networks, does not, so an MLP run that does not compile never pays for it."""
+    script = (
+        "import json, sys; from pathlib import Path; from helpers import compose_config; "
+        "from ppo_lab.config import validate; from ppo_lab.train import train; "
+        "settings = validate(compose_config('logger=none', 'total_timesteps=512', "
+        "'eval_episodes=1', 'optim=adamw')); "
+        f"figures = train(settings, Path({str(tmp_path)!r}), {{}}, 'run'); "
+        "print(json.dumps([figures['global_step'], 'torch._dynamo' in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO / "tests", capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [512, False]

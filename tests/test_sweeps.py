@@ -443,11 +443,15 @@ def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies() -> No
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
-    [(["logger=none"], set()), (["env/backend=envpool"], {"wandb", "envpool"})],
+    [
+        (["logger=none"], set()),
+        (["env/backend=envpool"], {"wandb", "envpool"}),
+        (["logger=none", "compile=true"], {"torch._dynamo"}),
+    ],
 )
 def test_a_sweep_process_imports_what_its_jobs_will_before_forking(overrides, expected) -> None:
-    """`ppo_lab.job.preload`: torch._dynamo always (every job's optimizer imports it), W&B and
-    envpool only when the sweep's config uses them."""
+    """`ppo_lab.job.preload`: torch._dynamo, W&B and envpool only when the sweep's config
+    compiles or uses them."""
     heavy = ["torch._dynamo", "wandb", "envpool"]
     script = (
         "import json, sys; from ppo_lab.job import preload; from helpers import compose_config; "
@@ -461,7 +465,7 @@ def test_a_sweep_process_imports_what_its_jobs_will_before_forking(overrides, ex
         text=True,
         check=True,
     )
-    assert set(json.loads(out.stdout)) == {"torch._dynamo", *expected}
+    assert set(json.loads(out.stdout)) == expected
 
 
 def test_a_launcher_whose_plugin_is_missing_is_named_with_the_extra_that_installs_it(
