@@ -7,6 +7,7 @@ python -m ppo_lab -m loss='glob(*)' seed=0,1,2 # an ablation sweep, one job per 
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import warnings
@@ -223,8 +224,18 @@ def main() -> None:
             print(exit_.code, file=sys.stderr)
     finally:
         exit_code = finish_sweeps(exit_code)
+    fast_exit()
     if exit_code:
         sys.exit(exit_code)
+
+
+def fast_exit() -> None:
+    """Spare the interpreter's exit its garbage collections over every object torch and the
+    other libraries created (0.3 of 0.5 s here): collect what is garbage now, so that its
+    finalizers run (a file in a reference cycle is flushed and closed), then freeze the rest,
+    which exit tears down by reference counts alone."""
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ == "__main__":
