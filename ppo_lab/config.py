@@ -57,6 +57,7 @@ class RunSettings:
     torch_threads: NonNegativeInt | Literal["auto"] = "auto"  # ppo_lab/threads.py
     amp: Literal["none", "bf16"] = "none"  # encoders compute in bfloat16 (ActorCritic.encode)
     compile: bool = False  # torch.compile the minibatch loss and the policy step (train.py)
+    cuda_graphs: bool = False  # compile them to CUDA graphs, replayed each step (CUDA only)
     checkpoint_interval: NonNegativeInt = 50
     eval_episodes: EvalEpisodes = 10
     resume: bool = True  # continue from <run dir>/checkpoint.pt when there is one (requeue)
@@ -111,6 +112,8 @@ def validate(cfg: DictConfig, allow: Sequence[str] = ()) -> Settings:
     run_problems = _check_run(run_values)
     problems += run_problems
     problems += _check_device(node.get("device"))
+    if node.get("cuda_graphs") is True:
+        problems += _check_cuda_graphs(node.get("device"))
     for group in GROUPS:
         if group not in node:
             problems.append(f"{group}: the config group is missing; pick one with {group}=<entry>")
@@ -237,6 +240,19 @@ def _check_builds(cfg: DictConfig) -> list[str]:
     return []
 
 
+def _check_cuda_graphs(device: Any) -> list[str]:
+    """cuda_graphs=true needs the run on a CUDA device (one `_check_device` accepted)."""
+    if isinstance(device, str) and device.startswith("cuda"):
+        return []  # whether it exists: `_check_device`
+    if device == "auto" and torch.cuda.is_available():
+        return []
+    where = "no CUDA device here" if device == "auto" else f"device={device}"
+    return [
+        f"cuda_graphs=true: CUDA graphs need a CUDA device ({where}); drop cuda_graphs=true, "
+        "or run on a GPU with device=auto or device=cuda"
+    ]
+
+
 def _check_device(device: Any) -> list[str]:
     import torch
 
@@ -299,6 +315,8 @@ def _check_sizes(run: RunSettings) -> list[str]:
         )
     if run.population > 1 and run.compile:
         problems.append(COMPILE_POPULATION)
+    if run.population > 1 and run.cuda_graphs:
+        problems.append(CUDA_GRAPHS_POPULATION)
     return problems
 
 
@@ -329,6 +347,7 @@ COMPILE_POPULATION = (
     "torch.func.vmap), which this switch does not compile; drop compile=true, or train single "
     "runs (population=1, no population launcher)"
 )
+CUDA_GRAPHS_POPULATION = COMPILE_POPULATION.replace("compile=true", "cuda_graphs=true")
 
 
 def _check_video_extra() -> list[str]:

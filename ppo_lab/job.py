@@ -155,7 +155,7 @@ def preload(cfg: DictConfig) -> None:
     """Import what the jobs of a sweep with this config will import, in the sweep's process
     before it forks them, so that each job need not: torch._dynamo (~1.3 s) when they compile,
     and the libraries of the components the config names."""
-    if cfg.get("compile"):
+    if cfg.get("compile") or cfg.get("cuda_graphs"):
         importlib.import_module("torch._dynamo")
     targets = targets_in(OmegaConf.to_container(cfg, resolve=False))
     for target, module in IMPORTED_WHEN_BUILT.items():

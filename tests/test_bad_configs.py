@@ -50,6 +50,8 @@ CATALOG = [
     ("early_stop_kl=0", "early_stop_kl=0: should be greater than 0"),
     ("on_nonfinite=ignore", "on_nonfinite='ignore': should be 'stop' or 'skip'"),
     ("device=cuda", "device='cuda': CUDA is not available on this machine"),
+    ("cuda_graphs=true", "cuda_graphs=true: CUDA graphs need a CUDA device (no CUDA device here)"),
+    ("cuda_graphs=true device=cpu", "CUDA graphs need a CUDA device (device=cpu)"),
     ("device=cuda:abc", "device='cuda:abc': not a device; valid: auto, cpu"),
     ("loss=kl_penalty loss.kl_coef.target=-1", "loss.kl_coef.target=-1: should be greater than 0"),
     ("loss/policy=kl_penalty", "needs a KL coefficient schedule: add +loss/kl_coef=adaptive"),

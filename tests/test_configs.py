@@ -104,9 +104,11 @@ def test_optim_entries_instantiate(compose_cfg, entry):
     before = layer.weight.detach().clone()
     layer(torch.ones(1, 3)).sum().backward()
     optimizer.step()
-    # Adam's first step moves every weight with a nonzero gradient by lr against its sign
+    # Adam's first step moves a weight of gradient g = 1 by lr g / (|g| + eps) against its sign,
+    # and AdamW's decay by lr wd w more
+    lr, eps, wd = cfg.optim.lr, cfg.optim.eps, cfg.optim.get("weight_decay", 0.0)
     moved = before - layer.weight.detach()
-    torch.testing.assert_close(moved, torch.full_like(before, cfg.optim.lr))
+    torch.testing.assert_close(moved, lr / (1 + eps) + lr * wd * before)
 
 
 @pytest.mark.parametrize("entry", group_entries("network"))

@@ -1,5 +1,6 @@
-"""The speed switches: `compile=true` and `amp=bf16` train CartPole as the plain run does, and
-`env/backend=envpool_async` exactly as `env/backend=envpool` does.
+"""The speed switches: `compile=true` and `amp=bf16` (and on a GPU `cuda_graphs=true`) train
+CartPole as the plain run does, and `env/backend=envpool_async` exactly as `env/backend=envpool`
+does.
 
 Each switch is checked twice: its hot path against the eager float32 one on the same inputs
 (closeness, not equality: compiled kernels fuse arithmetic, bfloat16 keeps 8 bits of mantissa),
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import ppo_lab.config
 from ppo_lab.components import ConfigError, build
 from ppo_lab.config import validate
 from ppo_lab.networks import mlp, nature_cnn
@@ -111,7 +113,7 @@ def test_a_switch_trains_cartpole_as_the_plain_run_does(tmp_path, plain, switch)
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
-@pytest.mark.parametrize("switch", ["compile=true", "amp=bf16"])
+@pytest.mark.parametrize("switch", ["compile=true", "amp=bf16", "cuda_graphs=true"])
 def test_a_switch_trains_cartpole_on_cuda(tmp_path, switch):
     switched = short_run(tmp_path, "cuda", "device=cuda", switch)
     assert switched["final_return"] >= 150, switched
@@ -149,16 +151,21 @@ def test_envpool_async_trains_exactly_as_envpool(tmp_path, recipe):
     ("switch", "refusal"),
     [
         ("compile=true", r"compile=true: a population's members.*drop compile=true"),
+        ("cuda_graphs=true", r"cuda_graphs=true: a population's members.*drop cuda_graphs=true"),
         (
             "env/backend=envpool_async",
             r"a population steps all its members' envs.*use env/backend=envpool",
         ),
     ],
 )
-def test_a_switch_populations_cannot_take_is_refused_for_them_naming_the_way_out(switch, refusal):
+def test_a_switch_populations_cannot_take_is_refused_for_them_naming_the_way_out(
+    switch, refusal, monkeypatch
+):
     """Refused for `population=2` by validation and for a packed sweep by packing."""
     with pytest.raises(ConfigError, match=refusal):
         validate(compose_config("population=2", switch, "logger=none"))
+    # what is checked is packing: cuda_graphs' need of a GPU (test_bad_configs) is set aside
+    monkeypatch.setattr(ppo_lab.config, "_check_cuda_graphs", lambda device: [])
     packed = [validate(compose_config(switch, f"seed={s}")) for s in (1, 2)]
     with pytest.raises(ConfigError, match=refusal):
         check_packable(packed)

@@ -17,7 +17,13 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ppo_lab.components import ConfigError
-from ppo_lab.config import ASYNC_POPULATION, COMPILE_POPULATION, Settings, env_groups
+from ppo_lab.config import (
+    ASYNC_POPULATION,
+    COMPILE_POPULATION,
+    CUDA_GRAPHS_POPULATION,
+    Settings,
+    env_groups,
+)
 
 MEMBER_RUN_KEYS = ("seed", "gamma", "max_grad_norm", "early_stop_kl", "population", "pack_sweep")
 MEMBER_GROUPS = ("loss", "advantage", "optim")
@@ -59,6 +65,8 @@ def check_packable(settings: Sequence[Settings]) -> None:
     """ConfigError naming what differs when the runs cannot be one population."""
     if any(s.run.compile for s in settings):
         raise ConfigError([COMPILE_POPULATION])
+    if any(s.run.cuda_graphs for s in settings):
+        raise ConfigError([CUDA_GRAPHS_POPULATION])
     configs: list[Any] = [OmegaConf.to_container(s.cfg, resolve=True) for s in settings]
     if any(env_groups(config["env"]) > 1 for config in configs):
         raise ConfigError([ASYNC_POPULATION])
