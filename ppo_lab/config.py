@@ -254,8 +254,6 @@ def _check_cuda_graphs(device: Any) -> list[str]:
 
 
 def _check_device(device: Any) -> list[str]:
-    import torch
-
     if not isinstance(device, str) or device in ("auto", "cpu"):
         return []
     valid = "valid: auto, cpu, cuda, cuda:<index>, mps"

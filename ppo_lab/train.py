@@ -504,7 +504,7 @@ def train(
             device=device,
         )
         agent = build_agent(settings, choices, norm, obs_space, action_space).to(device)
-        # one flat parameter: zeroing and clipping are one op each, Adam seven (flat_params, optim)
+        # one flat parameter: zeroing and clipping are one op each, Adam a few (flat_params, optim)
         optimizer: Optimizer = build(cfg.optim, params=[flatten_parameters(agent)])
     except ConfigError:
         envs.close()

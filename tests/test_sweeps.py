@@ -447,11 +447,12 @@ def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies() -> No
         (["logger=none"], set()),
         (["env/backend=envpool"], {"wandb", "envpool"}),
         (["logger=none", "compile=true"], {"torch._dynamo"}),
+        (["logger=none", "cuda_graphs=true"], {"torch._dynamo"}),
     ],
 )
 def test_a_sweep_process_imports_what_its_jobs_will_before_forking(overrides, expected) -> None:
     """`ppo_lab.job.preload`: torch._dynamo, W&B and envpool only when the sweep's config
-    compiles or uses them."""
+    compiles (compile=true, cuda_graphs=true) or uses them."""
     heavy = ["torch._dynamo", "wandb", "envpool"]
     script = (
         "import json, sys; from ppo_lab.job import preload; from helpers import compose_config; "
