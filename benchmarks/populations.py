@@ -7,7 +7,7 @@ populations of M members (`ppo_lab.population`), counted over all members' env s
 ratio: how many runs' worth of env steps a population takes per second of one core. The
 workloads are CartPole with CleanRL's settings (4 envs x 128 steps, 4 epochs x 4 minibatches),
 CartPole with RL Zoo's recipe (8 envs x 32 steps, 20 epochs of the whole batch: ppo_lab's default
-recipe with its former 20 epochs) and with ppo_lab's default recipe (10 epochs), each on gymnasium
+recipe with its former 20 epochs) and with ppo_lab's default recipe (15 epochs), each on gymnasium
 and on envpool, and HalfCheetah-v4 (ppo_lab's MuJoCo recipe, envpool).
 Start-up (imports, env construction) is excluded: the clock runs from the first reset to the end
 of the last update (`figures["train_time_s"]`).

@@ -16,7 +16,7 @@ per entry, each entry being extra overrides ("" for none), e.g. `amp=bf16`; with
 CUDA, where acting is compiled too, its time is not split out (a timer inside a compiled method
 would break its graph), so it counts as "other".
 
-    cartpole_default  CartPole-v1, ppo_lab's defaults (`python -m ppo_lab`: 8 envs x 32 steps, 10
+    cartpole_default  CartPole-v1, ppo_lab's defaults (`python -m ppo_lab`: 8 envs x 32 steps, 15
                       epochs of the whole batch, gymnasium's envs in this process)
     cartpole_cleanrl  CartPole-v1, CleanRL's settings: 4 envs x 128 steps, 4 epochs x 4
                       minibatches, lr 2.5e-4, gymnasium's envs in this process (CleanRL's own)
