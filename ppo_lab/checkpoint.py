@@ -8,6 +8,7 @@ not run code: `torch.load(weights_only=True)` refuses anything else, and so does
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ppo_lab.components import ConfigError
+from ppo_lab.config import RunSettings
 from ppo_lab.files import replace_atomically
 
 FORMAT = 2  # the checkpoint layout; 1 (pickled spaces and config) is no longer read
@@ -33,10 +35,18 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "torch_threads",
         "compile",
+        "cuda_graphs",
         "on_nonfinite",
         "pack_sweep",
     }
 )
+
+
+RUN_DEFAULTS = {
+    field.name: field.default
+    for field in dataclasses.fields(RunSettings)
+    if field.default is not dataclasses.MISSING
+}
 
 
 class CheckpointError(ValueError):
@@ -160,8 +170,9 @@ def training_state(
 
 
 def check_resumable(state: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """A checkpoint is continued only by the configuration that wrote it (same schedule too)."""
-    saved = state["config"]
+    """A checkpoint is continued only by the configuration that wrote it (same schedule too).
+    A run-level setting newer than the checkpoint's ppo_lab counts as its default there."""
+    saved = {**RUN_DEFAULTS, **state["config"]}
     differs = sorted(
         k
         for k in config.keys() | saved.keys()

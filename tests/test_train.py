@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from ppo_lab.checkpoint import load_checkpoint
 from ppo_lab.components import ConfigError
@@ -163,6 +164,20 @@ def test_a_checkpoint_is_only_resumed_by_the_config_that_wrote_it(tmp_path, comp
         _train_in(tmp_path, compose_cfg, "total_timesteps=1024", "resume=false")
     fresh = _train_in(tmp_path / "new", compose_cfg, "total_timesteps=1024", "resume=false")
     assert "resumed_from_step" not in fresh
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """A ppo_lab that predates a run-level setting wrote no value for it: that counts as the
+    setting's default, so upgrading ppo_lab does not strand an interrupted run."""
+    from ppo_lab.checkpoint import check_resumable
+
+    cfg = OmegaConf.to_container(compose_config("logger=none"), resolve=True)
+    newer = ("recompute_advantages", "bootstrap_truncations", "cuda_graphs")
+    older = {k: v for k, v in cfg.items() if k not in newer}
+    check_resumable({"config": older}, cfg, tmp_path / "checkpoint.pt")  # at their defaults
+    changed = {**cfg, "recompute_advantages": True}
+    with pytest.raises(ConfigError, match=r"recompute_advantages: False -> True"):
+        check_resumable({"config": older}, changed, tmp_path / "checkpoint.pt")
 
 
 @pytest.mark.parametrize("bootstrap", [True, False])
