@@ -87,7 +87,8 @@ def train_one(family: str, updates: int, min_steps: int, switches: list[str]) ->
         timers.wrap(backend, "step", "env stepping")
     for method in ("send", "recv"):  # envpool_async: the time spent waiting for a pool
         timers.wrap(EnvpoolVectorEnv, method, "env stepping")
-    compiled = getattr(settings.run, "compile", False)  # (older ppo_lab: no such switch)
+    # compile=true or cuda_graphs=true (older ppo_lab: `compiles` or even `compile` missing)
+    compiled = getattr(settings.run, "compiles", getattr(settings.run, "compile", False))
     device = train_module.resolve_device(settings.run.device)
     compiled_acting = compiled and device.type == "cuda"  # as train.compile_hot_paths decides
     for method in ("act", "act_and_evaluate") if not compiled_acting else ():

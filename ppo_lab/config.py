@@ -68,6 +68,12 @@ class RunSettings:
     pack_sweep: bool = False  # multirun: ppo_lab's launcher packs the jobs into populations
 
     @property
+    def compiles(self) -> bool:
+        """The hot paths are `torch.compile`d: compile=true, or cuda_graphs=true (which compiles
+        them to CUDA graphs)."""
+        return self.compile or self.cuda_graphs
+
+    @property
     def batch_size(self) -> int:
         return self.num_envs * self.num_steps
 
@@ -311,11 +317,16 @@ def _check_sizes(run: RunSettings) -> list[str]:
             f"population={run.population} with seeds_per_trial={run.seeds_per_trial}: both "
             "train several seeds in one job; set one of them to 1"
         )
-    if run.population > 1 and run.compile:
-        problems.append(COMPILE_POPULATION)
-    if run.population > 1 and run.cuda_graphs:
-        problems.append(CUDA_GRAPHS_POPULATION)
+    if run.population > 1:
+        problems += population_refusals(run)
     return problems
+
+
+def population_refusals(run: RunSettings) -> list[str]:
+    """The switches of `run` a population cannot take, each with its message: validation asks
+    it of `population=N`, packing of every job it would pack."""
+    switches = ((run.compile, COMPILE_POPULATION), (run.cuda_graphs, CUDA_GRAPHS_POPULATION))
+    return [message for on, message in switches if on]
 
 
 def env_groups(env: dict[str, Any]) -> int:

@@ -509,8 +509,9 @@ def train(
     except ConfigError:
         envs.close()
         raise
-    compiled = run.compile or run.cuda_graphs
-    step_loss = compile_hot_paths(agent, device, run.cuda_graphs) if compiled else minibatch_loss
+    step_loss = minibatch_loss
+    if run.compiles:
+        step_loss = compile_hot_paths(agent, device, run.cuda_graphs)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     kl_beta = loss.initial_kl_beta  # the KL-penalty coefficient is trainer state
     recent_returns: list[float] = []
@@ -624,7 +625,7 @@ def train(
                         norm,
                         # compiled: a tensor, so a new beta does not recompile the loss
                         torch.tensor(kl_beta, device=device)
-                        if compiled and kl_beta is not None
+                        if run.compiles and kl_beta is not None
                         else kl_beta,
                         step_loss,
                     )

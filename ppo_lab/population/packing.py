@@ -17,13 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ppo_lab.components import ConfigError
-from ppo_lab.config import (
-    ASYNC_POPULATION,
-    COMPILE_POPULATION,
-    CUDA_GRAPHS_POPULATION,
-    Settings,
-    env_groups,
-)
+from ppo_lab.config import ASYNC_POPULATION, Settings, env_groups, population_refusals
 
 MEMBER_RUN_KEYS = ("seed", "gamma", "max_grad_norm", "early_stop_kl", "population", "pack_sweep")
 MEMBER_GROUPS = ("loss", "advantage", "optim")
@@ -63,10 +57,9 @@ def _differences(a: Any, b: Any, path: str) -> list[str]:
 
 def check_packable(settings: Sequence[Settings]) -> None:
     """ConfigError naming what differs when the runs cannot be one population."""
-    if any(s.run.compile for s in settings):
-        raise ConfigError([COMPILE_POPULATION])
-    if any(s.run.cuda_graphs for s in settings):
-        raise ConfigError([CUDA_GRAPHS_POPULATION])
+    refusals = sorted({message for s in settings for message in population_refusals(s.run)})
+    if refusals:
+        raise ConfigError(refusals)
     configs: list[Any] = [OmegaConf.to_container(s.cfg, resolve=True) for s in settings]
     if any(env_groups(config["env"]) > 1 for config in configs):
         raise ConfigError([ASYNC_POPULATION])
