@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ppo_lab.advantages import Estimator
+from ppo_lab.allocator import keep_freed_memory
 from ppo_lab.checkpoint import (
     check_resumable,
     load_checkpoint,
@@ -495,6 +496,7 @@ def train(
     threads = intra_op_threads(run.torch_threads, image_observations=len(obs_shape) == 3)
     if threads is not None:
         torch.set_num_threads(threads)
+    keep_freed_memory()  # a CNN's activations reuse their pages
     try:
         norm: Normalizers = build(
             cfg.normalization,

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ppo_lab.allocator import keep_freed_memory
 from ppo_lab.components import ConfigError, build
 from ppo_lab.envs import VectorEnv
 from ppo_lab.losses import PPOLoss
@@ -39,6 +40,7 @@ class Population:
         threads = intra_op_threads(run.torch_threads, image_observations=len(obs_shape) == 3)
         if threads is not None:
             torch.set_num_threads(threads)
+        keep_freed_memory()  # a CNN's activations reuse their pages
         try:
             for member in members:
                 cfg, seed = member.settings.cfg, member.settings.run.seed
