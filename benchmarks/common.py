@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,23 @@ def raw_envpool_sps(cfg: DictConfig, steps: int) -> float:
     )
     envs.reset()
     sps = stepping_sps(envs.step, random_actions(envs.action_space, steps, cfg.num_envs))
+    envs.close()
+    return sps
+
+
+def raw_env_sps(overrides: list[str], steps: int) -> float:
+    """The environment library alone, with the env entry's options and env count (its notices,
+    e.g. gymnasium's on HalfCheetah-v4's age, silenced: the table is the output)."""
+    cfg = compose_config(*overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "envpool" in cfg.env.backend._target_.lower():
+            return raw_envpool_sps(cfg, steps)
+        envs = gym.make_vec(
+            cfg.env.id, num_envs=cfg.num_envs, vectorization_mode="sync", **cfg.env.kwargs
+        )
+    envs.reset(seed=0)
+    sps = stepping_sps(envs.step, random_actions(envs.single_action_space, steps, cfg.num_envs))
     envs.close()
     return sps
 

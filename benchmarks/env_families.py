@@ -1,9 +1,9 @@
 """Atari and MuJoCo speed, measured in one process so the ratios hold on a shared, noisy machine.
 
-Prints, for env=atari (Breakout-v5, 8 envs, 2 envpool threads) and env=mujoco (HalfCheetah-v4,
-1 env, 1 thread):
-  - raw envpool stepping SPS with random actions (the recipe's options): the limit
-  - the ppo_lab envpool backend with random actions (same-step reset, real-score bookkeeping)
+Prints, for env=atari (Breakout-v5, 8 envs on envpool, 2 threads) and env=mujoco (HalfCheetah-v4,
+1 env, gymnasium's MuJoCo):
+  - raw stepping SPS of the entry's env library with random actions (its options): the limit
+  - the ppo_lab backend with random actions (same-step reset, real-score bookkeeping)
   - ppo_lab training SPS of the recipe, steady state (first update excluded), and ours / raw
 
     python benchmarks/env_families.py [--updates 4] [--network nature_cnn]
@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import backend_sps, compose_config, raw_envpool_sps
+from common import backend_sps, compose_config, raw_env_sps
 from omegaconf import DictConfig
 
 from ppo_lab.config import validate
@@ -48,14 +48,14 @@ def main() -> None:
     for name, overrides in families.items():
         cfg = compose_config(*overrides)
         raw_steps = 4_000 if name == "atari" else 20_000
-        raw = raw_envpool_sps(cfg, raw_steps // cfg.num_envs)
+        raw = raw_env_sps(list(overrides), raw_steps // cfg.num_envs)
         ours = backend_sps(cfg, raw_steps // cfg.num_envs)
         sps, per_update = training_sps(cfg, args.updates)
         print(
             f"env={name} ({cfg.env.id}, {cfg.num_envs} envs x {cfg.num_steps} steps, "
             f"{cfg.network._target_.rsplit('.', 1)[-1]}, {cfg.torch_threads} torch thread)"
         )
-        print(f"  raw envpool stepping (random actions)   {raw:>9,.0f} SPS")
+        print(f"  raw env stepping (random actions)       {raw:>9,.0f} SPS")
         print(
             f"  ppo_lab backend (random actions)        {ours:>9,.0f} SPS  = {ours / raw:.2f} x raw"
         )

@@ -33,18 +33,14 @@ import resource
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 from common import (
     CLEANRL_CARTPOLE,
     Timers,
     compose_config,
-    random_actions,
-    raw_envpool_sps,
-    stepping_sps,
+    raw_env_sps,
 )
 
 FAMILIES: dict[str, list[str]] = {
@@ -54,23 +50,6 @@ FAMILIES: dict[str, list[str]] = {
     "breakout": ["env=atari"],
     "halfcheetah": ["env=mujoco"],
 }
-
-
-def raw_sps(overrides: list[str], steps: int) -> float:
-    """The environment library alone, with the env entry's options and env count (its notices,
-    e.g. gymnasium's on HalfCheetah-v4's age, silenced: the table is the output)."""
-    cfg = compose_config(*overrides)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if "envpool" in cfg.env.backend._target_.lower():
-            return raw_envpool_sps(cfg, steps)
-        envs = gym.make_vec(
-            cfg.env.id, num_envs=cfg.num_envs, vectorization_mode="sync", **cfg.env.kwargs
-        )
-    envs.reset(seed=0)
-    sps = stepping_sps(envs.step, random_actions(envs.single_action_space, steps, cfg.num_envs))
-    envs.close()
-    return sps
 
 
 def train_one(family: str, updates: int, min_steps: int, switches: list[str]) -> dict[str, Any]:
@@ -139,7 +118,7 @@ def main() -> None:
     for family in args.families:
         overrides = FAMILIES[family]
         cfg = compose_config(*overrides)
-        raw = raw_sps(overrides, max(200, 8_000 // cfg.num_envs))
+        raw = raw_env_sps(overrides, max(200, 8_000 // cfg.num_envs))
         for switches in args.switches:
             command = [sys.executable, __file__, "--one", family, "--updates", str(args.updates)]
             command += ["--min-steps", str(args.min_steps)]
