@@ -24,7 +24,7 @@ for _ in range(5):
     x = torch.ones(2**24); del x
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
-PAGES_OF_64_MIB = 2**26 // 4096
+KEEP = "from ppo_lab.allocator import keep_freed_memory; assert keep_freed_memory()\n"
 
 
 def faults_of_reallocating(setup: str) -> int:
@@ -40,17 +40,20 @@ def faults_of_reallocating(setup: str) -> int:
     return int(out.stdout.splitlines()[-1])
 
 
-def test_glibc_faults_in_every_big_tensor_afresh_by_default():
-    """The cost the module removes: each 64 MiB tensor is mapped anew, one fault per page."""
-    assert faults_of_reallocating("") >= 5 * PAGES_OF_64_MIB * 0.9
+@pytest.fixture(scope="module")
+def default_faults() -> int:
+    """glibc's own behaviour, the cost the module removes: each 64 MiB tensor is mapped anew and
+    faulted in page by page (16384 faults with 4 KiB pages, fewer with transparent huge pages)."""
+    faults = faults_of_reallocating("")
+    assert faults >= 5, "each reallocation should fault by default, or the tests below cannot fail"
+    return faults
 
 
-def test_freed_memory_is_reused_without_page_faults():
-    setup = "from ppo_lab.allocator import keep_freed_memory; assert keep_freed_memory()\n"
-    assert faults_of_reallocating(setup) < 0.01 * 5 * PAGES_OF_64_MIB
+def test_freed_memory_is_reused_without_page_faults(default_faults: int):
+    assert faults_of_reallocating(KEEP) <= default_faults / 100
 
 
-def test_a_training_process_keeps_freed_memory(tmp_path: Path):
+def test_a_training_process_keeps_freed_memory(tmp_path: Path, default_faults: int):
     setup = (
         "from pathlib import Path; from helpers import compose_config; "
         "from ppo_lab.config import validate; from ppo_lab.train import train; "
@@ -58,4 +61,4 @@ def test_a_training_process_keeps_freed_memory(tmp_path: Path):
         "'eval_episodes=0')); "
         f"assert train(settings, Path({str(tmp_path)!r}), {{}}, 'run')['global_step'] == 512\n"
     )
-    assert faults_of_reallocating(setup) < 0.01 * 5 * PAGES_OF_64_MIB
+    assert faults_of_reallocating(setup) <= default_faults / 100
