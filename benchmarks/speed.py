@@ -5,16 +5,18 @@
                                [--switches "" amp=bf16 compile=true ...]
 
 For each workload: the raw environment's stepping SPS (random actions, the library alone, as the
-env entry configures it), ppo_lab's training SPS (steady state: the first update excluded; at least
-`--updates` updates and `--min-steps` env steps, so a small batch is not timed over a fraction of a
-second), their ratio, the peak memory of the training process (each workload trains in a fresh
-subprocess, so peaks do not carry over), and where the training time goes: env stepping (the
-backend's `step`), inference (acting), update (the batched rollout pass, advantages and the epochs)
-and logging (metrics.jsonl and the tracker). Shares are wall-clock, timed around those calls; the
-rest (buffer copies, normalization, bookkeeping) is "other". `--switches` trains each workload once
-per entry, each entry being extra overrides ("" for none), e.g. `amp=bf16`; with `compile=true` on
-CUDA, where acting is compiled too, its time is not split out (a timer inside a compiled method
-would break its graph), so it counts as "other".
+env entry configures it; measured just before and just after each training and averaged, so a
+change in the host's load moves both sides of the ratio), ppo_lab's training SPS (steady state:
+the first update excluded; at least `--updates` updates and `--min-steps` env steps, so a small
+batch is not timed over a fraction of a second), their ratio, the peak memory of the training
+process (each workload trains in a fresh subprocess, so peaks do not carry over), and where the
+training time goes: env stepping (the backend's `step`), inference (acting), update (the batched
+rollout pass, advantages and the epochs) and logging (metrics.jsonl and the tracker). Shares are
+wall-clock, timed around those calls; the rest (buffer copies, normalization, bookkeeping) is
+"other". `--switches` trains each workload once per entry, each entry being extra overrides
+("" for none), e.g. `amp=bf16`; with `compile=true` on CUDA, where acting is compiled too, its
+time is not split out (a timer inside a compiled method would break its graph), so it counts as
+"other".
 
     cartpole_default  CartPole-v1, ppo_lab's defaults (`python -m ppo_lab`: 8 envs x 32 steps, 15
                       epochs of the whole batch, gymnasium's envs in this process)
@@ -118,7 +120,8 @@ def main() -> None:
     for family in args.families:
         overrides = FAMILIES[family]
         cfg = compose_config(*overrides)
-        raw = raw_env_sps(overrides, max(200, 8_000 // cfg.num_envs))
+        raw_steps = max(200, 8_000 // cfg.num_envs)
+        raw_before = raw_env_sps(overrides, raw_steps)
         for switches in args.switches:
             command = [sys.executable, __file__, "--one", family, "--updates", str(args.updates)]
             command += ["--min-steps", str(args.min_steps)]
@@ -126,6 +129,9 @@ def main() -> None:
                 [*command, "--switches", switches], capture_output=True, text=True, check=True
             )
             result = json.loads(child.stdout.strip().splitlines()[-1])
+            raw_after = raw_env_sps(overrides, raw_steps)
+            raw = (raw_before + raw_after) / 2  # the host's load, bracketing the training
+            raw_before = raw_after
             shares = " ".join(f"{result['shares'].get(p, 0.0):>12.0%}" for p in phases)
             label = f"{family} {switches}".strip()
             print(
