@@ -27,6 +27,7 @@ import torch
 from common import compose_config, random_actions
 from torch import Tensor
 
+from ppo_lab.advantages import mc
 from ppo_lab.checkpoint import load_checkpoint
 from ppo_lab.components import build
 from ppo_lab.flat_params import flatten_parameters, zero_gradients
@@ -34,8 +35,9 @@ from ppo_lab.networks import ActorCritic
 from ppo_lab.train import Minibatch, minibatch_loss
 
 
-def rollout(cfg, seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(observations [T*N, 4, 84, 84] uint8, actions [T*N], discounted returns [T*N])."""
+def rollout(cfg, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(observations [T*N, 4, 84, 84] uint8, actions [T*N], rewards [T, N], episode ends
+    (terminated, done) [2, T, N])."""
     envs = envpool.make_gymnasium(
         cfg.env.id, num_envs=cfg.num_envs, seed=seed, num_threads=2, **cfg.env.kwargs
     )
@@ -47,15 +49,15 @@ def rollout(cfg, seed: int) -> tuple[Tensor, Tensor, Tensor]:
         observations.append(obs)
         obs, reward, terminated, truncated, _ = envs.step(a)
         rewards.append(reward)
-        ends.append(terminated | truncated)
+        ends.append((terminated, terminated | truncated))
     envs.close()
-    returns = np.zeros((steps, n), np.float32)
-    following = np.zeros(n, np.float32)
-    for t in reversed(range(steps)):  # G_t = r_t + gamma G_{t+1}, cut at episode ends
-        following = rewards[t] + cfg.gamma * following * ~ends[t]
-        returns[t] = following
-    flat = (np.stack(observations).reshape(steps * n, *obs.shape[1:]), actions.reshape(-1))
-    return torch.from_numpy(flat[0]), torch.from_numpy(flat[1]), torch.from_numpy(returns).view(-1)
+    frames = np.stack(observations).reshape(steps * n, *obs.shape[1:])
+    return (
+        torch.from_numpy(frames),
+        torch.from_numpy(actions.reshape(-1)),
+        torch.from_numpy(np.stack(rewards)).float(),
+        torch.from_numpy(np.stack(ends, axis=1)),
+    )
 
 
 def gradient(agent: ActorCritic, flat: Tensor, loss, batch: Minibatch, targets: Tensor):
@@ -79,7 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     cfg = compose_config("env=atari")
-    obs, actions, returns = rollout(cfg, args.seed)
+    obs, actions, rewards, (terminated, done) = rollout(cfg, args.seed)
+    no_bootstrap = torch.zeros_like(rewards)  # returns to the episode's (or rollout's) end
+    _, returns = mc(rewards, no_bootstrap, no_bootstrap, terminated, done, cfg.gamma)
+    returns = returns.view(-1)
     envs = build(cfg.env, num_envs=1)
     agent: ActorCritic = build(
         cfg.network,
